@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Targets:
+#   module (default)  build loop.ko against KDIR
+#   install           install loop.ko for KDIR's kernel (updates/, depmod)
+#   dkms-install      register, build and install with DKMS
+#   lint              sparse (C=2), checkpatch --strict and W=1, both kernels
+#   selftests         build the kselftests (static, for the guests)
+#   check             install what is missing, build, run every test in
+#                     QEMU guests: Debian 6.1, Debian 6.12, debug 6.12
+#   vm                boot a 6.12 guest with the module and run the demo;
+#                     make vm SHELL_VM=1 gives an interactive shell
+#   bench             benchmarks against the stock loop.ko (not in check)
+#   clean
+
+KDIR ?= $(firstword $(wildcard /lib/modules/$(shell uname -r)/build) \
+	$(lastword $(sort $(wildcard /usr/src/linux-headers-*[0-9]-amd64))))
+PWD := $(CURDIR)
+VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
+
+.PHONY: module install dkms-install lint selftests check vm bench clean deps
+
+module:
+	$(MAKE) -C $(KDIR) M=$(PWD) modules
+
+install: module
+	$(MAKE) -C $(KDIR) M=$(PWD) INSTALL_MOD_DIR=updates modules_install
+
+dkms-install:
+	rm -rf /usr/src/loop-rework-$(VERSION)
+	mkdir -p /usr/src/loop-rework-$(VERSION)
+	cp -r Kbuild Makefile dkms.conf drivers include /usr/src/loop-rework-$(VERSION)/
+	dkms add loop-rework/$(VERSION) || true
+	dkms build loop-rework/$(VERSION)
+	dkms install loop-rework/$(VERSION)
+
+deps:
+	./scripts/install-deps.sh
+
+lint:
+	./scripts/lint.sh
+
+selftests:
+	$(MAKE) -C selftests
+
+check: deps
+	./scripts/check.sh
+
+vm: deps
+	./scripts/vm.sh
+
+bench: deps
+	./scripts/bench.sh
+
+clean:
+	$(MAKE) -C $(KDIR) M=$(PWD) clean 2>/dev/null || true
+	$(MAKE) -C selftests clean
+	rm -rf build

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Loop block device: private header shared by the files of the driver.
+ *
+ * A loop device turns a file (the "backing file") into a block device. The
+ * driver is split by concern:
+ *
+ *   loop_main.c	module parameters, /dev/loop-control, device creation
+ *			and removal, block_device_operations open/release
+ *   loop_lifecycle.c	attach, stacking validation, LOOP_CLR_FD, autoclear,
+ *			the teardown and where it runs, diskseq and uevents
+ *   loop_io.c		the blk-mq I/O path to the backing file
+ *   loop_ioctl.c	ioctl dispatch, status get/set, 32-bit compat, sysfs
+ *
+ * Device states
+ * -------------
+ *
+ *   unbound --attach--> bound --last close with autoclear--> rundown
+ *      ^                  |   \--LOOP_CLR_FD, sole opener-->    |
+ *      |                  |                                      |
+ *      +------------------+------------ teardown done <----------+
+ *      |
+ *      +--LOOP_CTL_REMOVE, module unload--> deleting (then freed)
+ *
+ *   LO_UNBOUND	no backing file. Attach may bind it; LOOP_CTL_GET_FREE may
+ *		hand it out; LOOP_CTL_REMOVE may delete it.
+ *   LO_BOUND	a backing file serves I/O. Only LOOP_CLR_FD (under
+ *		loop_validate_mutex) or the last close of an autoclear device
+ *		(in ->release, under disk->open_mutex) moves it on.
+ *   LO_RUNDOWN	the teardown is scheduled or running. Only the teardown
+ *		moves the device on, to LO_UNBOUND. Attach and LOOP_CTL_REMOVE
+ *		wait for that (killably); LOOP_CTL_GET_FREE skips the device.
+ *   LO_DELETING the device is being removed; nothing may use it any more.
+ *
+ * Lock order (outermost first)
+ * ----------------------------
+ *
+ *   loop_ctl_mutex		(loop_main.c)
+ *     loop_validate_mutex	(loop_lifecycle.c)
+ *       lo->lo_mutex
+ *         disk->open_mutex	(block layer; taken by us only in LOOP_CLR_FD)
+ *           lo->lo_state_lock	(spinlock, innermost)
+ *
+ * The block layer calls ->open and ->release with disk->open_mutex held;
+ * they take lo_state_lock only. The teardown takes lo_mutex and, without
+ * it, disk->open_mutex to drop partitions, so it never runs under
+ * ->release: ->release schedules it instead (see loop_lifecycle.c).
+ * Nothing that can end in ->release of another loop device (fput() of a
+ * backing file) runs with any of these locks held.
+ */
+#ifndef _DRIVERS_BLOCK_LOOP_H
+#define _DRIVERS_BLOCK_LOOP_H
+
+#include <linux/blk-mq.h>
+#include <linux/blkdev.h>
+#include <linux/fs.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/task_work.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+#include <uapi/linux/loop.h>
+
+enum loop_state {
+	LO_UNBOUND,
+	LO_BOUND,
+	LO_RUNDOWN,
+	LO_DELETING,
+};
+
+/**
+ * struct loop_device - one /dev/loopN
+ *
+ * Fields marked "state" are written with both lo_mutex and lo_state_lock
+ * held, so that holding either one is enough to read them. Fields marked
+ * "config" are written under lo_mutex while the device is not serving I/O
+ * (unbound, or its queue frozen) and read without locks by the I/O path.
+ */
+struct loop_device {
+	int			lo_number;	/* fixed at creation */
+
+	/* Serialises configuration changes of this device. */
+	struct mutex		lo_mutex;
+	/* Protects "state" fields together with lo_mutex; see above. */
+	spinlock_t		lo_state_lock;
+	/* Woken when lo_state leaves LO_RUNDOWN. */
+	wait_queue_head_t	lo_state_wq;
+
+	enum loop_state		lo_state;	/* state */
+	u32			lo_flags;	/* state: LO_FLAGS_* */
+
+	struct file		*lo_backing_file;	/* config */
+	loff_t			lo_offset;		/* config */
+	loff_t			lo_sizelimit;		/* config */
+	bool			lo_use_dio;		/* config */
+	char			lo_file_name[LO_NAME_SIZE];	/* config */
+	gfp_t			lo_old_gfp_mask;	/* config */
+	bool			lo_sysfs_inited;	/* lo_mutex */
+
+	/* The teardown, when it runs on a workqueue or as task work. */
+	struct work_struct	lo_rundown_work;
+	struct callback_head	lo_rundown_twork;
+
+	/* Visible to LOOP_CTL_GET_FREE and LOOP_CTL_REMOVE: loop_ctl_mutex. */
+	bool			lo_idr_visible;
+
+	struct workqueue_struct	*lo_workqueue;	/* I/O workers; lo_mutex */
+	struct blk_mq_tag_set	lo_tag_set;
+	struct gendisk		*lo_disk;
+	struct request_queue	*lo_queue;
+};
+
+/**
+ * struct loop_cmd - per-request data, allocated by blk-mq with the request
+ * @work:	runs the request on the device's workqueue
+ * @iocb:	the read or write on the backing file
+ * @bvec:	bvec array for requests of several bios, else NULL
+ * @ref:	async I/O only: submitter and completion each hold one
+ * @ret:	result: bytes transferred or negative errno
+ * @use_aio:	issue the read or write asynchronously (direct I/O)
+ * @blkcg_css:	cgroup the I/O is charged to, with a reference, or NULL
+ * @memcg_css:	memory cgroup for page cache charges, with a reference, or NULL
+ */
+struct loop_cmd {
+	struct work_struct		work;
+	struct kiocb			iocb;
+	struct bio_vec			*bvec;
+	atomic_t			ref;
+	long				ret;
+	bool				use_aio;
+	struct cgroup_subsys_state	*blkcg_css;
+	struct cgroup_subsys_state	*memcg_css;
+};
+
+/* loop_main.c */
+extern int loop_part_shift;
+extern int loop_hw_queue_depth;
+int loop_control_remove_device(struct loop_device *lo);
+void loop_autoclear_delete(struct loop_device *lo);
+
+/* loop_lifecycle.c */
+int loop_configure(struct loop_device *lo, loop_mode_t mode,
+		   struct block_device *bdev, const struct loop_config *config);
+int loop_change_fd(struct loop_device *lo, struct block_device *bdev,
+		   unsigned int fd);
+int loop_clr_fd(struct loop_device *lo, struct block_device *bdev);
+void loop_release_last(struct loop_device *lo);
+int loop_wait_rundown(struct loop_device *lo);
+void loop_set_state(struct loop_device *lo, enum loop_state state);
+loff_t loop_backing_size(loff_t offset, loff_t sizelimit, struct file *file);
+void loop_update_dio(struct loop_device *lo, bool want_dio);
+int loop_update_limits(struct loop_device *lo, unsigned int bsize);
+void loop_reread_partitions(struct loop_device *lo);
+void loop_set_size(struct loop_device *lo, loff_t sectors);
+int loop_check_info(const struct loop_info64 *info);
+void loop_apply_info(struct loop_device *lo, const struct loop_info64 *info);
+void loop_init_rundown(struct loop_device *lo);
+int loop_lifecycle_init(void);
+void loop_lifecycle_exit(void);
+
+/* loop_io.c */
+extern const struct blk_mq_ops loop_mq_ops;
+
+/* loop_ioctl.c */
+int lo_ioctl(struct block_device *bdev, loop_mode_t mode, unsigned int cmd,
+	     unsigned long arg);
+int lo_compat_ioctl(struct block_device *bdev, loop_mode_t mode,
+		    unsigned int cmd, unsigned long arg);
+void loop_sysfs_init(struct loop_device *lo);
+void loop_sysfs_exit(struct loop_device *lo);
+
+#endif /* _DRIVERS_BLOCK_LOOP_H */

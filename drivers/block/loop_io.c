@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Loop block device: the I/O path.
+ *
+ * blk-mq hands each request to loop_queue_rq(), which queues it on the
+ * device's unbound workqueue; the work item issues the read or write on the
+ * backing file through ->read_iter/->write_iter, directly over the
+ * request's pages (no copy):
+ *
+ *  - buffered I/O waits for the call in the worker, then completes;
+ *  - direct I/O submits an asynchronous kiocb, and the request completes
+ *    when both the submitter and the backing file's completion are done.
+ *
+ * Flush is fsync of the backing file; discard and write-zeroes are
+ * fallocate (punch hole or zero range). A short transfer that made progress
+ * is requeued for the rest; one that made none fails the request.
+ *
+ * The I/O is charged to the submitter's block and memory cgroups: the
+ * worker adopts the cgroups of the request's first bio while it works.
+ *
+ * Nothing here takes a lifecycle lock. The backing file cannot change
+ * under a request: every change to it freezes the queue first, which
+ * waits for all requests to finish.
+ */
+#include <linux/blk-cgroup.h>
+#include <linux/falloc.h>
+#include <linux/memcontrol.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/uio.h>
+
+#include "loop.h"
+
+/* Completion of both halves of an asynchronous request. */
+static void loop_aio_put(struct loop_cmd *cmd)
+{
+	struct request *rq = blk_mq_rq_from_pdu(cmd);
+
+	if (!atomic_dec_and_test(&cmd->ref))
+		return;
+	if (req_op(rq) == REQ_OP_WRITE)
+		kiocb_end_write(&cmd->iocb);
+	kfree(cmd->bvec);
+	cmd->bvec = NULL;
+	blk_mq_complete_request(rq);
+}
+
+/* ->ki_complete of direct I/O. May be called in interrupt context. */
+static void loop_aio_complete(struct kiocb *iocb, long ret)
+{
+	struct loop_cmd *cmd = container_of(iocb, struct loop_cmd, iocb);
+
+	cmd->ret = ret;
+	loop_aio_put(cmd);
+}
+
+/*
+ * Read or write the request at byte @pos of the backing file. Returns the
+ * bytes transferred or a negative errno, or -EIOCBQUEUED when the request
+ * will be completed by loop_aio_complete(). May sleep.
+ */
+static long loop_rw(struct loop_device *lo, struct loop_cmd *cmd, loff_t pos,
+		    unsigned int dir)
+{
+	struct request *rq = blk_mq_rq_from_pdu(cmd);
+	struct file *file = lo->lo_backing_file;
+	struct req_iterator rq_iter;
+	struct bio_vec bv, *bvec;
+	struct iov_iter iter;
+	unsigned int nr = 0, offset = 0;
+	long ret;
+
+	rq_for_each_bvec(bv, rq, rq_iter)
+		nr++;
+	if (rq->bio == rq->biotail) {
+		/* One bio: iterate its own vector, from where it starts. */
+		struct bio *bio = rq->bio;
+
+		bvec = __bvec_iter_bvec(bio->bi_io_vec, bio->bi_iter);
+		offset = bio->bi_iter.bi_bvec_done;
+	} else {
+		/* Several bios: gather their segments into one vector. */
+		struct bio_vec *p;
+
+		bvec = kmalloc_array(nr, sizeof(*bvec), GFP_NOIO);
+		if (!bvec)
+			return -EIO;
+		p = bvec;
+		rq_for_each_bvec(bv, rq, rq_iter)
+			*p++ = bv;
+		cmd->bvec = bvec;
+	}
+	iov_iter_bvec(&iter, dir, bvec, nr, blk_rq_bytes(rq));
+	iter.iov_offset = offset;
+
+	cmd->iocb.ki_pos = pos;
+	cmd->iocb.ki_filp = file;
+	cmd->iocb.ki_ioprio = req_get_ioprio(rq);
+	if (cmd->use_aio) {
+		cmd->iocb.ki_flags = IOCB_DIRECT;
+		cmd->iocb.ki_complete = loop_aio_complete;
+		/* One reference for us, one for the completion. */
+		atomic_set(&cmd->ref, 2);
+		if (dir == ITER_SOURCE) {
+			kiocb_start_write(&cmd->iocb);
+			ret = file->f_op->write_iter(&cmd->iocb, &iter);
+		} else {
+			ret = file->f_op->read_iter(&cmd->iocb, &iter);
+		}
+		if (ret != -EIOCBQUEUED)
+			loop_aio_complete(&cmd->iocb, ret);
+		loop_aio_put(cmd);
+		return -EIOCBQUEUED;
+	}
+
+	cmd->iocb.ki_flags = 0;
+	cmd->iocb.ki_complete = NULL;
+	if (dir == ITER_SOURCE) {
+		file_start_write(file);
+		ret = file->f_op->write_iter(&cmd->iocb, &iter);
+		file_end_write(file);
+	} else {
+		ret = file->f_op->read_iter(&cmd->iocb, &iter);
+	}
+	kfree(cmd->bvec);
+	cmd->bvec = NULL;
+	return ret;
+}
+
+/* Discard or write-zeroes through fallocate. May sleep. */
+static long loop_fallocate(struct loop_device *lo, struct request *rq,
+			   loff_t pos, int mode)
+{
+	struct file *file = lo->lo_backing_file;
+	int ret;
+
+	if (!file->f_op->fallocate)
+		return -EOPNOTSUPP;
+	ret = file->f_op->fallocate(file, mode | FALLOC_FL_KEEP_SIZE, pos,
+				    blk_rq_bytes(rq));
+	if (ret == -EOPNOTSUPP) {
+		/* Stop advertising what the file cannot do. */
+		loop_disable_discard(lo->lo_queue, mode & FALLOC_FL_ZERO_RANGE);
+		return ret;
+	}
+	if (ret && ret != -EINVAL)
+		return -EIO;
+	return ret;
+}
+
+static long loop_do_request(struct loop_device *lo, struct loop_cmd *cmd)
+{
+	struct request *rq = blk_mq_rq_from_pdu(cmd);
+	loff_t pos = ((loff_t)blk_rq_pos(rq) << SECTOR_SHIFT) + lo->lo_offset;
+	int err;
+
+	switch (req_op(rq)) {
+	case REQ_OP_READ:
+		return loop_rw(lo, cmd, pos, ITER_DEST);
+	case REQ_OP_WRITE:
+		if (lo->lo_flags & LO_FLAGS_READ_ONLY)
+			return -EIO;
+		return loop_rw(lo, cmd, pos, ITER_SOURCE);
+	case REQ_OP_FLUSH:
+		err = vfs_fsync(lo->lo_backing_file, 0);
+		return err && err != -EINVAL ? -EIO : err;
+	case REQ_OP_DISCARD:
+		return loop_fallocate(lo, rq, pos, FALLOC_FL_PUNCH_HOLE);
+	case REQ_OP_WRITE_ZEROES:
+		/* REQ_NOUNMAP: the blocks must stay allocated. */
+		return loop_fallocate(lo, rq, pos,
+				      (rq->cmd_flags & REQ_NOUNMAP) ?
+				      FALLOC_FL_ZERO_RANGE :
+				      FALLOC_FL_PUNCH_HOLE);
+	default:
+		return -EIO;
+	}
+}
+
+/* Work item of one request: runs in the device's workqueue. */
+static void loop_workfn(struct work_struct *work)
+{
+	struct loop_cmd *cmd = container_of(work, struct loop_cmd, work);
+	struct request *rq = blk_mq_rq_from_pdu(cmd);
+	struct loop_device *lo = rq->q->queuedata;
+	struct mem_cgroup *old_memcg = NULL;
+	unsigned int noio, old_flags;
+	long ret;
+
+	/* Our allocations must not recurse into I/O, maybe to this device. */
+	noio = memalloc_noio_save();
+	/* Throttle writeback against the backing file's device only. */
+	old_flags = current->flags;
+	current->flags |= PF_LOCAL_THROTTLE;
+	if (cmd->blkcg_css)
+		kthread_associate_blkcg(cmd->blkcg_css);
+#ifdef CONFIG_MEMCG
+	if (cmd->memcg_css)
+		old_memcg = set_active_memcg(mem_cgroup_from_css(cmd->memcg_css));
+#endif
+
+	ret = loop_do_request(lo, cmd);
+
+#ifdef CONFIG_MEMCG
+	if (cmd->memcg_css) {
+		set_active_memcg(old_memcg);
+		css_put(cmd->memcg_css);
+	}
+#endif
+	if (cmd->blkcg_css)
+		kthread_associate_blkcg(NULL);
+	current->flags = (current->flags & ~PF_LOCAL_THROTTLE) |
+			 (old_flags & PF_LOCAL_THROTTLE);
+	memalloc_noio_restore(noio);
+
+	/* After -EIOCBQUEUED, @cmd may already be completed and reused. */
+	if (ret != -EIOCBQUEUED) {
+		cmd->ret = ret;
+		blk_mq_complete_request(rq);
+	}
+}
+
+static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
+				  const struct blk_mq_queue_data *bd)
+{
+	struct request *rq = bd->rq;
+	struct loop_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	struct loop_device *lo = rq->q->queuedata;
+	enum loop_state state = READ_ONCE(lo->lo_state);
+
+	blk_mq_start_request(rq);
+	/* A device in rundown still serves what its teardown flushes. */
+	if (state != LO_BOUND && state != LO_RUNDOWN)
+		return BLK_STS_IOERR;
+
+	cmd->use_aio = lo->lo_use_dio &&
+		       (req_op(rq) == REQ_OP_READ || req_op(rq) == REQ_OP_WRITE);
+	cmd->blkcg_css = NULL;
+	cmd->memcg_css = NULL;
+#ifdef CONFIG_BLK_CGROUP
+	if (rq->bio) {
+		cmd->blkcg_css = bio_blkcg_css(rq->bio);
+#ifdef CONFIG_MEMCG
+		if (cmd->blkcg_css)
+			cmd->memcg_css = cgroup_get_e_css(cmd->blkcg_css->cgroup,
+							  &memory_cgrp_subsys);
+#endif
+	}
+#endif
+	queue_work(lo->lo_workqueue, &cmd->work);
+	return BLK_STS_OK;
+}
+
+/* Completion, in the context blk-mq chooses. Does not sleep. */
+static void loop_complete_rq(struct request *rq)
+{
+	struct loop_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	unsigned int bytes = blk_rq_bytes(rq);
+	long ret = cmd->ret;
+	blk_status_t status = BLK_STS_OK;
+	struct bio *bio;
+
+	if (ret < 0) {
+		status = errno_to_blk_status(ret);
+	} else if ((req_op(rq) == REQ_OP_READ || req_op(rq) == REQ_OP_WRITE) &&
+		   ret < bytes) {
+		if (ret > 0) {
+			/* Short transfer: account what was done, retry rest. */
+			blk_update_request(rq, BLK_STS_OK, ret);
+			blk_mq_requeue_request(rq, true);
+			return;
+		}
+		/* No progress at all: reads return zeroes and fail. */
+		if (req_op(rq) == REQ_OP_READ)
+			for (bio = rq->bio; bio; bio = bio->bi_next)
+				zero_fill_bio(bio);
+		status = BLK_STS_IOERR;
+	}
+	blk_mq_end_request(rq, status);
+}
+
+static int loop_init_request(struct blk_mq_tag_set *set, struct request *rq,
+			     unsigned int hctx_idx, unsigned int numa_node)
+{
+	struct loop_cmd *cmd = blk_mq_rq_to_pdu(rq);
+
+	INIT_WORK(&cmd->work, loop_workfn);
+	return 0;
+}
+
+const struct blk_mq_ops loop_mq_ops = {
+	.queue_rq	= loop_queue_rq,
+	.complete	= loop_complete_rq,
+	.init_request	= loop_init_request,
+};

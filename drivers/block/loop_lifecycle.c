@@ -1,0 +1,677 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Loop block device: the lifecycle of a device.
+ *
+ * Attach (LOOP_CONFIGURE, LOOP_SET_FD) binds a backing file to an unbound
+ * device. Detach ("the teardown", loop_rundown()) unbinds it again; it is
+ * started by LOOP_CLR_FD or by the last close of a device with
+ * LO_FLAGS_AUTOCLEAR.
+ *
+ * Where the teardown runs. The last close reaches us in ->release, with the
+ * block layer's disk->open_mutex held. The teardown must not run there: it
+ * takes disk->open_mutex itself to drop partitions, waits for I/O, and
+ * fput()s the backing file, which may be another loop device whose own
+ * release takes its own open_mutex. So ->release only moves the device to
+ * LO_RUNDOWN and schedules the teardown:
+ *
+ *  - as task work of the closing task, when that is a user task: it runs
+ *    just before close() or umount() returns to user space, with no lock
+ *    held. When the syscall returns, the device is unbound and the backing
+ *    file released, so its filesystem can be unmounted at once (the
+ *    guarantee the reverted 2021 asynchronous autoclear broke);
+ *  - on loop_rundown_wq otherwise: kernel threads never return to user
+ *    space, and task_work_add() fails once an exiting task has run its
+ *    last task work.
+ *
+ * Stacking. A backing file may be another loop device. The chain below a
+ * device being attached is walked under loop_validate_mutex, which every
+ * change of the chain's shape also takes: LOOP_CLR_FD (the only way a
+ * device in use by a chain can leave LO_BOUND, since a device backing
+ * another one is open and so never sees a last close), attach and
+ * LOOP_CHANGE_FD.
+ */
+#include <linux/blkpg.h>
+#include <linux/file.h>
+#include <linux/major.h>
+#include <linux/module.h>
+#include <linux/pagemap.h>
+#include <linux/sched.h>
+#include <linux/statfs.h>
+
+#include "loop.h"
+
+/*
+ * Serialises stacking validation against changes of any device's binding
+ * (attach, LOOP_CHANGE_FD, LOOP_CLR_FD). Outside lo_mutex.
+ */
+static DEFINE_MUTEX(loop_validate_mutex);
+
+/* Runs teardowns that cannot run as task work. */
+static struct workqueue_struct *loop_rundown_wq;
+
+/* Set lo_state; see struct loop_device for the rule. May sleep. */
+void loop_set_state(struct loop_device *lo, enum loop_state state)
+{
+	lockdep_assert_held(&lo->lo_mutex);
+	spin_lock(&lo->lo_state_lock);
+	WRITE_ONCE(lo->lo_state, state);
+	spin_unlock(&lo->lo_state_lock);
+	if (state != LO_RUNDOWN)
+		wake_up_all(&lo->lo_state_wq);
+}
+
+static void loop_set_flags(struct loop_device *lo, u32 flags)
+{
+	lockdep_assert_held(&lo->lo_mutex);
+	spin_lock(&lo->lo_state_lock);
+	WRITE_ONCE(lo->lo_flags, flags);
+	spin_unlock(&lo->lo_state_lock);
+}
+
+/*
+ * Take lo_mutex once no teardown is pending on @lo. Returns 0 with lo_mutex
+ * held, or -EINTR if a fatal signal arrived while waiting. May sleep.
+ */
+int loop_wait_rundown(struct loop_device *lo)
+{
+	int err;
+
+	for (;;) {
+		err = mutex_lock_killable(&lo->lo_mutex);
+		if (err)
+			return err;
+		if (lo->lo_state != LO_RUNDOWN)
+			return 0;
+		mutex_unlock(&lo->lo_mutex);
+		err = wait_event_killable(lo->lo_state_wq,
+					  READ_ONCE(lo->lo_state) != LO_RUNDOWN);
+		if (err)
+			return err;
+	}
+}
+
+/* Size in 512-byte sectors of a device over @file. Does not sleep. */
+loff_t loop_backing_size(loff_t offset, loff_t sizelimit, struct file *file)
+{
+	loff_t size = i_size_read(file->f_mapping->host);
+
+	if (offset > 0)
+		size -= offset;
+	if (size < 0)
+		return 0;
+	if (sizelimit > 0 && sizelimit < size)
+		size = sizelimit;
+	return size >> SECTOR_SHIFT;
+}
+
+/* Set the capacity, with a uevent even if it did not change. May sleep. */
+void loop_set_size(struct loop_device *lo, loff_t sectors)
+{
+	if (!set_capacity_and_notify(lo->lo_disk, sectors))
+		kobject_uevent(&disk_to_dev(lo->lo_disk)->kobj, KOBJ_CHANGE);
+}
+
+/* Block device under the backing file, if any. */
+static struct block_device *loop_backing_bdev(struct file *file)
+{
+	struct inode *inode = file->f_mapping->host;
+
+	if (S_ISBLK(inode->i_mode))
+		return I_BDEV(inode);
+	return inode->i_sb->s_bdev;
+}
+
+/*
+ * Switch direct I/O to the backing file on or off. Direct I/O is used only
+ * when the file supports it and the offset and block size are multiples of
+ * the backing device's logical block size. Caller holds lo_mutex and has
+ * the queue frozen or the device not yet bound. May sleep.
+ */
+void loop_update_dio(struct loop_device *lo, bool want_dio)
+{
+	struct file *file = lo->lo_backing_file;
+	struct block_device *backing = loop_backing_bdev(file);
+	bool use_dio = want_dio && (file->f_mode & FMODE_CAN_ODIRECT);
+	u32 flags = lo->lo_flags;
+
+	lockdep_assert_held(&lo->lo_mutex);
+	if (use_dio && backing) {
+		unsigned int bsize = bdev_logical_block_size(backing);
+
+		if (queue_logical_block_size(lo->lo_queue) < bsize ||
+		    (lo->lo_offset & (bsize - 1)))
+			use_dio = false;
+	}
+	if (lo->lo_use_dio != use_dio) {
+		/* Buffered data must reach the file before bypassing it. */
+		vfs_fsync(file, 0);
+		lo->lo_use_dio = use_dio;
+	}
+	if (use_dio)
+		flags |= LO_FLAGS_DIRECT_IO;
+	else
+		flags &= ~LO_FLAGS_DIRECT_IO;
+	loop_set_flags(lo, flags);
+}
+
+/*
+ * Set the queue limits for the bound backing file: block size @bsize (0:
+ * the backing device's for direct I/O, else 512), discard and write-zeroes
+ * through fallocate, write cache if the file can fsync. May sleep.
+ */
+int loop_update_limits(struct loop_device *lo, unsigned int bsize)
+{
+	struct file *file = lo->lo_backing_file;
+	struct inode *inode = file->f_mapping->host;
+	struct block_device *backing = loop_backing_bdev(file);
+	struct loop_limits ll = { .block_size = bsize };
+	struct kstatfs st;
+
+	if (!ll.block_size)
+		ll.block_size = (lo->lo_flags & LO_FLAGS_DIRECT_IO) && backing ?
+			bdev_logical_block_size(backing) : SECTOR_SIZE;
+	if (blk_validate_block_size(ll.block_size))
+		return -EINVAL;
+
+	if (S_ISBLK(inode->i_mode)) {
+		/* Discard of a block device backing is a zero-out. */
+		ll.max_discard_sectors = bdev_write_zeroes_sectors(backing);
+		ll.discard_granularity = bdev_discard_granularity(backing);
+	} else if (file->f_op->fallocate && !vfs_statfs(&file->f_path, &st)) {
+		ll.max_discard_sectors = UINT_MAX >> SECTOR_SHIFT;
+		ll.discard_granularity = st.f_bsize;
+	}
+	if (!ll.max_discard_sectors)
+		ll.discard_granularity = 0;
+	ll.write_cache = file->f_op->fsync &&
+			 !(lo->lo_flags & LO_FLAGS_READ_ONLY);
+	ll.rotational = backing && !bdev_nonrot(backing);
+	return loop_apply_limits(lo->lo_queue, &ll);
+}
+
+/* Rescan partitions. Caller holds no block-layer lock. May sleep. */
+void loop_reread_partitions(struct loop_device *lo)
+{
+	int err;
+
+	mutex_lock(&lo->lo_disk->open_mutex);
+	err = bdev_disk_changed(lo->lo_disk, false);
+	mutex_unlock(&lo->lo_disk->open_mutex);
+	if (err)
+		pr_warn("loop%d: partition scan failed: %d\n",
+			lo->lo_number, err);
+}
+
+static bool is_loop_device(struct file *file)
+{
+	struct inode *inode = file->f_mapping->host;
+
+	return inode && S_ISBLK(inode->i_mode) &&
+	       imajor(inode) == LOOP_MAJOR;
+}
+
+/*
+ * Check that @file may back the device @bdev: a regular file or a block
+ * device, and not a chain of loop devices that leads back to @bdev or
+ * through a device that is not bound. Returns 0, -EBADF for a cycle,
+ * -EINVAL otherwise.
+ */
+static int loop_validate_file(struct file *file, struct block_device *bdev)
+{
+	struct inode *inode = file->f_mapping->host;
+	struct file *f = file;
+
+	while (is_loop_device(f)) {
+		struct loop_device *l;
+
+		lockdep_assert_held(&loop_validate_mutex);
+		if (f->f_mapping->host->i_rdev == bdev->bd_dev)
+			return -EBADF;
+		l = I_BDEV(f->f_mapping->host)->bd_disk->private_data;
+		/* Pairs with smp_store_release() of lo_state in attach. */
+		if (smp_load_acquire(&l->lo_state) != LO_BOUND)
+			return -EINVAL;
+		f = l->lo_backing_file;
+	}
+	if (!S_ISREG(inode->i_mode) && !S_ISBLK(inode->i_mode))
+		return -EINVAL;
+	return 0;
+}
+
+/* A backing file must read, and write too if it was opened for writing. */
+static int loop_check_backing_file(struct file *file)
+{
+	if (!file->f_op->read_iter)
+		return -EINVAL;
+	if ((file->f_mode & FMODE_WRITE) && !file->f_op->write_iter)
+		return -EINVAL;
+	return 0;
+}
+
+/* Take loop_validate_mutex if @global, then lo_mutex; no pending teardown. */
+static int loop_lock_for_binding(struct loop_device *lo, bool global)
+{
+	int err;
+
+	for (;;) {
+		if (global) {
+			err = mutex_lock_killable(&loop_validate_mutex);
+			if (err)
+				return err;
+		}
+		err = mutex_lock_killable(&lo->lo_mutex);
+		if (err)
+			goto out_global;
+		if (lo->lo_state != LO_RUNDOWN)
+			return 0;
+		mutex_unlock(&lo->lo_mutex);
+		if (global)
+			mutex_unlock(&loop_validate_mutex);
+		err = wait_event_killable(lo->lo_state_wq,
+					  READ_ONCE(lo->lo_state) != LO_RUNDOWN);
+		if (err)
+			return err;
+	}
+out_global:
+	if (global)
+		mutex_unlock(&loop_validate_mutex);
+	return err;
+}
+
+static void loop_unlock_for_binding(struct loop_device *lo, bool global)
+{
+	mutex_unlock(&lo->lo_mutex);
+	if (global)
+		mutex_unlock(&loop_validate_mutex);
+}
+
+/* Make @file the backing file, keeping its page cache out of our I/O. */
+static void loop_assign_backing_file(struct loop_device *lo, struct file *file)
+{
+	lo->lo_backing_file = file;
+	lo->lo_old_gfp_mask = mapping_gfp_mask(file->f_mapping);
+	mapping_set_gfp_mask(file->f_mapping,
+			     lo->lo_old_gfp_mask & ~(__GFP_IO | __GFP_FS));
+}
+
+/*
+ * Check a loop_info64 that LOOP_CONFIGURE or LOOP_SET_STATUS passes in.
+ * Does not sleep.
+ */
+int loop_check_info(const struct loop_info64 *info)
+{
+	if (info->lo_encrypt_key_size > LO_KEY_SIZE)
+		return -EINVAL;
+	if (info->lo_encrypt_type != LO_CRYPT_NONE)
+		return -EINVAL;
+	if (info->lo_offset > LLONG_MAX || info->lo_sizelimit > LLONG_MAX)
+		return -EOVERFLOW;
+	return 0;
+}
+
+/* Copy offset, size limit and name from @info. Caller holds lo_mutex. */
+void loop_apply_info(struct loop_device *lo, const struct loop_info64 *info)
+{
+	lockdep_assert_held(&lo->lo_mutex);
+	lo->lo_offset = info->lo_offset;
+	lo->lo_sizelimit = info->lo_sizelimit;
+	memcpy(lo->lo_file_name, info->lo_file_name, LO_NAME_SIZE);
+	lo->lo_file_name[LO_NAME_SIZE - 1] = 0;
+}
+
+/*
+ * Attach: bind the file @config->fd to the unbound device @lo, which the
+ * caller has open as @bdev with @mode. Waits (killably) for a pending
+ * teardown of @lo. The change uevent is sent after the partition scan, and
+ * carries the new attachment's disk sequence number. May sleep.
+ */
+int loop_configure(struct loop_device *lo, loop_mode_t mode,
+		   struct block_device *bdev, const struct loop_config *config)
+{
+	struct device *ddev = disk_to_dev(lo->lo_disk);
+	u32 flags = config->info.lo_flags;
+	struct file *file;
+	bool is_loop;
+	int err;
+
+	if (flags & ~LOOP_CONFIGURE_SETTABLE_FLAGS)
+		return -EINVAL;
+	if (config->block_size && blk_validate_block_size(config->block_size))
+		return -EINVAL;
+	err = loop_check_info(&config->info);
+	if (err)
+		return err;
+
+	file = fget(config->fd);
+	if (!file)
+		return -EBADF;
+	err = loop_check_backing_file(file);
+	if (err)
+		goto out_putf;
+	is_loop = is_loop_device(file);
+
+	/* Without an exclusive open, claim the device for the attach. */
+	if (!(mode & LOOP_MODE_EXCL)) {
+		err = loop_prepare_to_claim(bdev, loop_configure);
+		if (err)
+			goto out_putf;
+	}
+	err = loop_lock_for_binding(lo, is_loop);
+	if (err)
+		goto out_claim;
+	err = -EBUSY;
+	if (lo->lo_state != LO_UNBOUND)
+		goto out_unlock;
+	err = loop_validate_file(file, bdev);
+	if (err)
+		goto out_unlock;
+
+	if (!lo->lo_workqueue) {
+		lo->lo_workqueue = alloc_workqueue("loop%d",
+						   WQ_UNBOUND | WQ_FREEZABLE,
+						   0, lo->lo_number);
+		err = -ENOMEM;
+		if (!lo->lo_workqueue)
+			goto out_unlock;
+	}
+
+	if (!(file->f_mode & FMODE_WRITE) || !(mode & LOOP_MODE_WRITE) ||
+	    !file->f_op->write_iter)
+		flags |= LO_FLAGS_READ_ONLY;
+	if (loop_part_shift)
+		flags |= LO_FLAGS_PARTSCAN;
+	loop_apply_info(lo, &config->info);
+	loop_set_flags(lo, flags & ~LO_FLAGS_DIRECT_IO);
+	loop_assign_backing_file(lo, file);
+
+	/* Nothing below is announced until the final change uevent. */
+	dev_set_uevent_suppress(ddev, 1);
+	/* A new attachment gets a new disk sequence number. */
+	loop_force_media_change(lo->lo_disk);
+	set_disk_ro(lo->lo_disk, flags & LO_FLAGS_READ_ONLY);
+	err = loop_update_limits(lo, config->block_size);
+	if (err)
+		goto out_unbind;
+	loop_update_dio(lo, (flags & LO_FLAGS_DIRECT_IO) ||
+			    (file->f_flags & O_DIRECT));
+	loop_set_size(lo, loop_backing_size(lo->lo_offset, lo->lo_sizelimit,
+					    file));
+	loop_sysfs_init(lo);
+	/* The module stays while a device is bound: dropped in teardown. */
+	__module_get(THIS_MODULE);
+	/* Publish the backing file before the state; see validation. */
+	spin_lock(&lo->lo_state_lock);
+	smp_store_release(&lo->lo_state, LO_BOUND);
+	spin_unlock(&lo->lo_state_lock);
+	if (flags & LO_FLAGS_PARTSCAN)
+		clear_bit(GD_SUPPRESS_PART_SCAN, &lo->lo_disk->state);
+	dev_set_uevent_suppress(ddev, 0);
+	if (is_loop)
+		mutex_unlock(&loop_validate_mutex);
+
+	/*
+	 * Still under lo_mutex, so that this device's uevents go out in the
+	 * order of its diskseq: a detach cannot slip in before this one.
+	 */
+	if (flags & LO_FLAGS_PARTSCAN)
+		loop_reread_partitions(lo);
+	kobject_uevent(&ddev->kobj, KOBJ_CHANGE);
+	mutex_unlock(&lo->lo_mutex);
+	if (!(mode & LOOP_MODE_EXCL))
+		bd_abort_claiming(bdev, loop_configure);
+	return 0;
+
+out_unbind:
+	dev_set_uevent_suppress(ddev, 0);
+	mapping_set_gfp_mask(file->f_mapping, lo->lo_old_gfp_mask);
+	lo->lo_backing_file = NULL;
+	loop_apply_info(lo, &(struct loop_info64){});
+	loop_set_flags(lo, 0);
+out_unlock:
+	loop_unlock_for_binding(lo, is_loop);
+out_claim:
+	if (!(mode & LOOP_MODE_EXCL))
+		bd_abort_claiming(bdev, loop_configure);
+out_putf:
+	fput(file);
+	return err;
+}
+
+/*
+ * LOOP_CHANGE_FD: replace the backing file of a bound read-only device by
+ * a file of the same size. May sleep.
+ */
+int loop_change_fd(struct loop_device *lo, struct block_device *bdev,
+		   unsigned int fd)
+{
+	struct device *ddev = disk_to_dev(lo->lo_disk);
+	struct file *file, *old_file;
+	bool is_loop;
+	int err;
+
+	file = fget(fd);
+	if (!file)
+		return -EBADF;
+	err = loop_check_backing_file(file);
+	if (err)
+		goto out_putf;
+	is_loop = is_loop_device(file);
+	err = loop_lock_for_binding(lo, is_loop);
+	if (err)
+		goto out_putf;
+	err = -ENXIO;
+	if (lo->lo_state != LO_BOUND)
+		goto out_unlock;
+	err = -EINVAL;
+	if (!(lo->lo_flags & LO_FLAGS_READ_ONLY))
+		goto out_unlock;
+	err = loop_validate_file(file, bdev);
+	if (err)
+		goto out_unlock;
+	old_file = lo->lo_backing_file;
+	err = -EINVAL;
+	if (loop_backing_size(lo->lo_offset, lo->lo_sizelimit, file) !=
+	    loop_backing_size(lo->lo_offset, lo->lo_sizelimit, old_file))
+		goto out_unlock;
+
+	dev_set_uevent_suppress(ddev, 1);
+	loop_force_media_change(lo->lo_disk);
+	blk_mq_freeze_queue(lo->lo_queue);
+	mapping_set_gfp_mask(old_file->f_mapping, lo->lo_old_gfp_mask);
+	loop_assign_backing_file(lo, file);
+	loop_update_dio(lo, lo->lo_use_dio || (file->f_flags & O_DIRECT));
+	blk_mq_unfreeze_queue(lo->lo_queue);
+	dev_set_uevent_suppress(ddev, 0);
+	if (is_loop)
+		mutex_unlock(&loop_validate_mutex);
+	if (lo->lo_flags & LO_FLAGS_PARTSCAN)
+		loop_reread_partitions(lo);
+	kobject_uevent(&ddev->kobj, KOBJ_CHANGE);
+	mutex_unlock(&lo->lo_mutex);
+
+	/*
+	 * A validation that started before we took loop_validate_mutex may
+	 * still be looking at old_file: let it finish before the last fput.
+	 */
+	if (!is_loop) {
+		mutex_lock(&loop_validate_mutex);
+		mutex_unlock(&loop_validate_mutex);
+	}
+	fput(old_file);
+	return 0;
+
+out_unlock:
+	loop_unlock_for_binding(lo, is_loop);
+out_putf:
+	fput(file);
+	return err;
+}
+
+/*
+ * The teardown. The device is in LO_RUNDOWN; no lock is held. In order:
+ * write back the device's page cache (so that acknowledged buffered writes
+ * reach the backing file), stop new I/O and drop every partition
+ * synchronously, wait for in-flight I/O, reset size and limits, bump the
+ * disk sequence number, mark the device unbound, send the change uevent,
+ * release the backing file. Returns the flags the device had. May sleep.
+ */
+static u32 loop_rundown(struct loop_device *lo)
+{
+	struct gendisk *disk = lo->lo_disk;
+	struct device *ddev = disk_to_dev(disk);
+	struct loop_limits ll = { .block_size = SECTOR_SIZE };
+	struct file *file;
+	gfp_t gfp;
+	u32 flags;
+	int err;
+
+	WARN_ON_ONCE(READ_ONCE(lo->lo_state) != LO_RUNDOWN);
+
+	sync_blockdev(disk->part0);
+	/* No new I/O past this point: the block layer checks capacity. */
+	set_capacity(disk, 0);
+	mutex_lock(&disk->open_mutex);
+	err = bdev_disk_changed(disk, false);
+	mutex_unlock(&disk->open_mutex);
+	if (err)
+		pr_warn("loop%d: partitions not dropped: %d\n",
+			lo->lo_number, err);
+	loop_sysfs_exit(lo);
+
+	/* Wait for in-flight requests; the queue stays usable afterwards. */
+	blk_mq_freeze_queue(lo->lo_queue);
+	mutex_lock(&lo->lo_mutex);
+	file = lo->lo_backing_file;
+	gfp = lo->lo_old_gfp_mask;
+	flags = lo->lo_flags;
+	lo->lo_backing_file = NULL;
+	lo->lo_use_dio = false;
+	loop_apply_info(lo, &(struct loop_info64){});
+	loop_apply_limits(lo->lo_queue, &ll);
+	blk_mq_unfreeze_queue(lo->lo_queue);
+
+	dev_set_uevent_suppress(ddev, 1);
+	loop_force_media_change(disk);
+	set_disk_ro(disk, false);
+	dev_set_uevent_suppress(ddev, 0);
+	if (!loop_part_shift)
+		set_bit(GD_SUPPRESS_PART_SCAN, &disk->state);
+	loop_set_flags(lo, 0);
+	loop_set_state(lo, LO_UNBOUND);
+	/* Under lo_mutex: an attach cannot announce itself before this. */
+	kobject_uevent(&ddev->kobj, KOBJ_CHANGE);
+	mutex_unlock(&lo->lo_mutex);
+
+	mapping_set_gfp_mask(file->f_mapping, gfp);
+	fput(file);
+	module_put(THIS_MODULE);
+	return flags;
+}
+
+/* Teardown scheduled by the last close; see the top of this file. */
+static void loop_rundown_after_release(struct loop_device *lo)
+{
+	u32 flags = loop_rundown(lo);
+
+	if (flags & LO_FLAGS_AUTOCLEAR_DELETE)
+		loop_autoclear_delete(lo);
+	/* Dropped the reference taken when the teardown was scheduled. */
+	module_put(THIS_MODULE);
+}
+
+static void loop_rundown_task_work(struct callback_head *head)
+{
+	loop_rundown_after_release(container_of(head, struct loop_device,
+						lo_rundown_twork));
+}
+
+static void loop_rundown_workfn(struct work_struct *work)
+{
+	loop_rundown_after_release(container_of(work, struct loop_device,
+						lo_rundown_work));
+}
+
+/*
+ * The last opener closed @lo. Called from ->release under
+ * disk->open_mutex: takes lo_state_lock only. Does not sleep.
+ */
+void loop_release_last(struct loop_device *lo)
+{
+	bool rundown = false;
+
+	spin_lock(&lo->lo_state_lock);
+	if (lo->lo_state == LO_BOUND && (lo->lo_flags & LO_FLAGS_AUTOCLEAR)) {
+		WRITE_ONCE(lo->lo_state, LO_RUNDOWN);
+		rundown = true;
+	}
+	spin_unlock(&lo->lo_state_lock);
+	if (!rundown)
+		return;
+
+	/* The bound device's reference could go before the callback runs. */
+	__module_get(THIS_MODULE);
+	if (!(current->flags & PF_KTHREAD)) {
+		init_task_work(&lo->lo_rundown_twork, loop_rundown_task_work);
+		if (!task_work_add(current, &lo->lo_rundown_twork, TWA_RESUME))
+			return;
+	}
+	queue_work(loop_rundown_wq, &lo->lo_rundown_work);
+}
+
+/*
+ * LOOP_CLR_FD. Under loop_validate_mutex, so that no attach can validate a
+ * chain through @lo while we decide, and under disk->open_mutex, so that no
+ * open can slip in between the check and the state change: if the caller
+ * (through the whole device @bdev) is the only opener, tear down now,
+ * before returning; else mark the device for autoclear at the last close.
+ * May sleep.
+ */
+int loop_clr_fd(struct loop_device *lo, struct block_device *bdev)
+{
+	bool sole = false;
+	int err;
+
+	err = mutex_lock_killable(&loop_validate_mutex);
+	if (err)
+		return err;
+	err = mutex_lock_killable(&lo->lo_mutex);
+	if (err)
+		goto out_global;
+	if (lo->lo_state != LO_BOUND) {
+		err = -ENXIO;
+		goto out_unlock;
+	}
+	mutex_lock(&lo->lo_disk->open_mutex);
+	sole = disk_openers(lo->lo_disk) == 1 && !bdev_is_partition(bdev);
+	spin_lock(&lo->lo_state_lock);
+	if (sole)
+		WRITE_ONCE(lo->lo_state, LO_RUNDOWN);
+	else
+		WRITE_ONCE(lo->lo_flags, lo->lo_flags | LO_FLAGS_AUTOCLEAR);
+	spin_unlock(&lo->lo_state_lock);
+	mutex_unlock(&lo->lo_disk->open_mutex);
+out_unlock:
+	mutex_unlock(&lo->lo_mutex);
+out_global:
+	mutex_unlock(&loop_validate_mutex);
+	if (!err && sole)
+		loop_rundown(lo);
+	return err;
+}
+
+/* Prepare the teardown work of a new device. */
+void loop_init_rundown(struct loop_device *lo)
+{
+	INIT_WORK(&lo->lo_rundown_work, loop_rundown_workfn);
+}
+
+int __init loop_lifecycle_init(void)
+{
+	loop_rundown_wq = alloc_workqueue("loop_rundown", WQ_UNBOUND, 0);
+	return loop_rundown_wq ? 0 : -ENOMEM;
+}
+
+void loop_lifecycle_exit(void)
+{
+	destroy_workqueue(loop_rundown_wq);
+}

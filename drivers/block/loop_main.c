@@ -1,0 +1,454 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Loop block device: module parameters, /dev/loop-control, creation and
+ * removal of devices, and the block_device_operations of /dev/loopN.
+ *
+ * Devices live in loop_index_idr, indexed by their number. A device is
+ * "visible" (lo_idr_visible) from the moment add_disk() has succeeded until
+ * LOOP_CTL_REMOVE or the autoclear-delete path claims it for removal;
+ * only visible devices can be found by LOOP_CTL_GET_FREE and
+ * LOOP_CTL_REMOVE, so that two removals cannot race for one device.
+ */
+#include <linux/idr.h>
+#include <linux/major.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/slab.h>
+
+#include "loop.h"
+
+#ifdef CONFIG_BLK_DEV_LOOP_MIN_COUNT
+#define LOOP_DEFAULT_COUNT	CONFIG_BLK_DEV_LOOP_MIN_COUNT
+#else
+#define LOOP_DEFAULT_COUNT	8
+#endif
+#define LOOP_DEFAULT_HW_Q_DEPTH	128
+
+/* Protects loop_index_idr and every lo_idr_visible. */
+static DEFINE_MUTEX(loop_ctl_mutex);
+static DEFINE_IDR(loop_index_idr);
+
+/*
+ * max_loop: devices created at load time. When given explicitly, it is also
+ * the limit for devices created by opening a /dev/loopN node (as stock).
+ */
+static int max_loop = LOOP_DEFAULT_COUNT;
+static bool max_loop_specified;
+
+static int max_loop_param_set(const char *val, const struct kernel_param *kp)
+{
+	int ret = param_set_int(val, kp);
+
+	if (!ret)
+		max_loop_specified = true;
+	return ret;
+}
+
+static const struct kernel_param_ops max_loop_param_ops = {
+	.set = max_loop_param_set,
+	.get = param_get_int,
+};
+module_param_cb(max_loop, &max_loop_param_ops, &max_loop, 0444);
+MODULE_PARM_DESC(max_loop, "Number of loop devices created at load time (default "
+		 __stringify(LOOP_DEFAULT_COUNT) ")");
+
+static int max_part;
+module_param(max_part, int, 0444);
+MODULE_PARM_DESC(max_part, "Maximum number of partitions per loop device (default 0)");
+
+/* log2 of the minors each device owns: set once, at load time. */
+int loop_part_shift;
+
+int loop_hw_queue_depth = LOOP_DEFAULT_HW_Q_DEPTH;
+
+static int hw_queue_depth_set(const char *val, const struct kernel_param *kp)
+{
+	int depth, ret;
+
+	ret = kstrtoint(val, 0, &depth);
+	if (ret)
+		return ret;
+	if (depth < 1)
+		return -EINVAL;
+	loop_hw_queue_depth = depth;
+	return 0;
+}
+
+static const struct kernel_param_ops hw_queue_depth_param_ops = {
+	.set = hw_queue_depth_set,
+	.get = param_get_int,
+};
+module_param_cb(hw_queue_depth, &hw_queue_depth_param_ops,
+		&loop_hw_queue_depth, 0444);
+MODULE_PARM_DESC(hw_queue_depth, "Queue depth of each device (default "
+		 __stringify(LOOP_DEFAULT_HW_Q_DEPTH) ")");
+
+/* Open: refused only once the device is being deleted. Does not sleep. */
+static int loop_open_disk(struct gendisk *disk)
+{
+	struct loop_device *lo = disk->private_data;
+	int err = 0;
+
+	spin_lock(&lo->lo_state_lock);
+	if (lo->lo_state == LO_DELETING)
+		err = -ENXIO;
+	spin_unlock(&lo->lo_state_lock);
+	return err;
+}
+
+/*
+ * Release: called by the block layer with disk->open_mutex held. Only the
+ * last close matters; see loop_release_last(). Does not sleep.
+ */
+static void loop_release_disk(struct gendisk *disk)
+{
+	if (disk_openers(disk) == 0)
+		loop_release_last(disk->private_data);
+}
+
+LOOP_DEFINE_FOPS_OPEN_RELEASE(loop_open_disk, loop_release_disk)
+
+/* The gendisk's last reference is gone: free what the device owned. */
+static void lo_free_disk(struct gendisk *disk)
+{
+	struct loop_device *lo = disk->private_data;
+
+	if (lo->lo_workqueue)
+		destroy_workqueue(lo->lo_workqueue);
+	mutex_destroy(&lo->lo_mutex);
+	kfree(lo);
+}
+
+static const struct block_device_operations lo_fops = {
+	.owner		= THIS_MODULE,
+	.open		= lo_open,
+	.release	= lo_release,
+	.ioctl		= lo_ioctl,
+#ifdef CONFIG_COMPAT
+	.compat_ioctl	= lo_compat_ioctl,
+#endif
+	.free_disk	= lo_free_disk,
+};
+
+/*
+ * Create a device: number @idx, or the lowest free number if @idx < 0.
+ * Returns the number or a negative errno; -EEXIST if @idx is taken.
+ * May sleep.
+ */
+static int loop_add(int idx)
+{
+	struct loop_device *lo;
+	struct gendisk *disk;
+	int err;
+
+	lo = kzalloc(sizeof(*lo), GFP_KERNEL);
+	if (!lo)
+		return -ENOMEM;
+	mutex_init(&lo->lo_mutex);
+	spin_lock_init(&lo->lo_state_lock);
+	init_waitqueue_head(&lo->lo_state_wq);
+	loop_init_rundown(lo);
+	lo->lo_state = LO_UNBOUND;
+
+	err = mutex_lock_killable(&loop_ctl_mutex);
+	if (err)
+		goto out_free_lo;
+	if (idx >= 0) {
+		err = idr_alloc(&loop_index_idr, lo, idx, idx + 1, GFP_KERNEL);
+		if (err == -ENOSPC)
+			err = -EEXIST;
+	} else {
+		err = idr_alloc(&loop_index_idr, lo, 0,
+				1 << (MINORBITS - loop_part_shift), GFP_KERNEL);
+	}
+	mutex_unlock(&loop_ctl_mutex);
+	if (err < 0)
+		goto out_free_lo;
+	lo->lo_number = err;
+
+	lo->lo_tag_set.ops = &loop_mq_ops;
+	lo->lo_tag_set.nr_hw_queues = 1;
+	lo->lo_tag_set.queue_depth = loop_hw_queue_depth;
+	lo->lo_tag_set.numa_node = NUMA_NO_NODE;
+	lo->lo_tag_set.cmd_size = sizeof(struct loop_cmd);
+	lo->lo_tag_set.flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_STACKING |
+			       BLK_MQ_F_NO_SCHED_BY_DEFAULT;
+	lo->lo_tag_set.driver_data = lo;
+	err = blk_mq_alloc_tag_set(&lo->lo_tag_set);
+	if (err)
+		goto out_remove_idr;
+
+	disk = loop_alloc_disk(&lo->lo_tag_set, lo);
+	if (IS_ERR(disk)) {
+		err = PTR_ERR(disk);
+		goto out_free_tags;
+	}
+	lo->lo_disk = disk;
+	lo->lo_queue = disk->queue;
+
+	/*
+	 * Partition scanning is off unless max_part is set or an attach asks
+	 * for it (LO_FLAGS_PARTSCAN). Partitions always use minors from the
+	 * extended range when part_shift is 0.
+	 */
+	if (!loop_part_shift)
+		set_bit(GD_SUPPRESS_PART_SCAN, &disk->state);
+	disk->major = LOOP_MAJOR;
+	disk->first_minor = lo->lo_number << loop_part_shift;
+	disk->minors = 1 << loop_part_shift;
+	disk->fops = &lo_fops;
+	disk->private_data = lo;
+	disk->events = DISK_EVENT_MEDIA_CHANGE;
+	disk->event_flags = DISK_EVENT_FLAG_UEVENT;
+	snprintf(disk->disk_name, DISK_NAME_LEN, "loop%d", lo->lo_number);
+
+	err = add_disk(disk);
+	if (err)
+		goto out_put_disk;
+
+	mutex_lock(&loop_ctl_mutex);
+	lo->lo_idr_visible = true;
+	mutex_unlock(&loop_ctl_mutex);
+	return lo->lo_number;
+
+out_put_disk:
+	/* put_disk() frees @lo through lo_free_disk(). */
+	mutex_lock(&loop_ctl_mutex);
+	idr_remove(&loop_index_idr, lo->lo_number);
+	mutex_unlock(&loop_ctl_mutex);
+	blk_mq_free_tag_set(&lo->lo_tag_set);
+	put_disk(disk);
+	return err;
+out_free_tags:
+	blk_mq_free_tag_set(&lo->lo_tag_set);
+out_remove_idr:
+	mutex_lock(&loop_ctl_mutex);
+	idr_remove(&loop_index_idr, lo->lo_number);
+	mutex_unlock(&loop_ctl_mutex);
+out_free_lo:
+	mutex_destroy(&lo->lo_mutex);
+	kfree(lo);
+	return err;
+}
+
+/* Delete a device that is in LO_DELETING and hidden. May sleep. */
+static void loop_remove(struct loop_device *lo)
+{
+	int number = lo->lo_number;
+
+	del_gendisk(lo->lo_disk);
+	blk_mq_free_tag_set(&lo->lo_tag_set);
+	mutex_lock(&loop_ctl_mutex);
+	idr_remove(&loop_index_idr, number);
+	mutex_unlock(&loop_ctl_mutex);
+	put_disk(lo->lo_disk);
+}
+
+/*
+ * Remove @lo, which the caller has hidden (lo_idr_visible false): wait for
+ * a pending teardown, then delete the device if it is unbound and unused.
+ * Makes the device visible again on failure. May sleep.
+ */
+int loop_control_remove_device(struct loop_device *lo)
+{
+	int err;
+
+	err = loop_wait_rundown(lo);
+	if (err)
+		goto out_visible;
+	if (lo->lo_state != LO_UNBOUND || disk_openers(lo->lo_disk) > 0) {
+		mutex_unlock(&lo->lo_mutex);
+		err = -EBUSY;
+		goto out_visible;
+	}
+	loop_set_state(lo, LO_DELETING);
+	mutex_unlock(&lo->lo_mutex);
+	loop_remove(lo);
+	return 0;
+
+out_visible:
+	mutex_lock(&loop_ctl_mutex);
+	lo->lo_idr_visible = true;
+	mutex_unlock(&loop_ctl_mutex);
+	return err;
+}
+
+/* Find visible device @idx and hide it. Caller removes or unhides it. */
+static struct loop_device *loop_claim_for_removal(int idx)
+{
+	struct loop_device *lo;
+	int err;
+
+	err = mutex_lock_killable(&loop_ctl_mutex);
+	if (err)
+		return ERR_PTR(err);
+	lo = idr_find(&loop_index_idr, idx);
+	if (!lo || !lo->lo_idr_visible)
+		lo = ERR_PTR(-ENODEV);
+	else
+		lo->lo_idr_visible = false;
+	mutex_unlock(&loop_ctl_mutex);
+	return lo;
+}
+
+static int loop_control_remove(long idx)
+{
+	struct loop_device *lo;
+
+	if (idx < 0 || idx > INT_MAX)
+		return -EINVAL;
+	lo = loop_claim_for_removal(idx);
+	if (IS_ERR(lo))
+		return PTR_ERR(lo);
+	return loop_control_remove_device(lo);
+}
+
+/*
+ * Remove @lo after its autoclear teardown, if it is still unused. Called
+ * with no lock held, from the teardown. May sleep.
+ */
+void loop_autoclear_delete(struct loop_device *lo)
+{
+	struct loop_device *found = loop_claim_for_removal(lo->lo_number);
+
+	if (found == lo)
+		loop_control_remove_device(lo);
+}
+
+/* The number of an unbound device, creating one if there is none. */
+static int loop_control_get_free(void)
+{
+	struct loop_device *lo;
+	int id, err;
+
+	err = mutex_lock_killable(&loop_ctl_mutex);
+	if (err)
+		return err;
+	idr_for_each_entry(&loop_index_idr, lo, id) {
+		/*
+		 * A device in LO_RUNDOWN is never handed out: it is not free
+		 * yet. Racing with an attach is harmless: the attach of one
+		 * of the callers fails with EBUSY, as with stock.
+		 */
+		if (lo->lo_idr_visible &&
+		    data_race(READ_ONCE(lo->lo_state)) == LO_UNBOUND) {
+			mutex_unlock(&loop_ctl_mutex);
+			return id;
+		}
+	}
+	mutex_unlock(&loop_ctl_mutex);
+	return loop_add(-1);
+}
+
+static long loop_control_ioctl(struct file *file, unsigned int cmd,
+			       unsigned long parm)
+{
+	switch (cmd) {
+	case LOOP_CTL_ADD:
+		if ((long)parm > INT_MAX)
+			return -EINVAL;
+		return loop_add((long)parm < 0 ? -1 : (int)parm);
+	case LOOP_CTL_REMOVE:
+		return loop_control_remove((long)parm);
+	case LOOP_CTL_GET_FREE:
+		return loop_control_get_free();
+	default:
+		return -ENOSYS;
+	}
+}
+
+static const struct file_operations loop_ctl_fops = {
+	.owner		= THIS_MODULE,
+	.open		= nonseekable_open,
+	.unlocked_ioctl	= loop_control_ioctl,
+	.compat_ioctl	= loop_control_ioctl,
+	.llseek		= noop_llseek,
+};
+
+static struct miscdevice loop_misc = {
+	.minor		= LOOP_CTRL_MINOR,
+	.name		= "loop-control",
+	.fops		= &loop_ctl_fops,
+};
+
+#ifdef CONFIG_BLOCK_LEGACY_AUTOLOAD
+/* Opening /dev/loopN of a device that does not exist creates it. */
+static void loop_probe(dev_t dev)
+{
+	int idx = MINOR(dev) >> loop_part_shift;
+
+	if (max_loop_specified && max_loop && idx >= max_loop)
+		return;
+	loop_add(idx);
+}
+#else
+#define loop_probe NULL
+#endif
+
+static int __init loop_init(void)
+{
+	int i, err;
+
+	if (max_part > 0) {
+		loop_part_shift = fls(max_part);
+		/* What user space may rely on: minors per device minus one. */
+		max_part = (1 << loop_part_shift) - 1;
+	}
+	if ((1UL << loop_part_shift) > DISK_MAX_PARTS)
+		return -EINVAL;
+	if (max_loop < 0 || max_loop > 1UL << (MINORBITS - loop_part_shift))
+		return -EINVAL;
+
+	err = loop_lifecycle_init();
+	if (err)
+		return err;
+	err = misc_register(&loop_misc);
+	if (err)
+		goto out_lifecycle;
+	err = __register_blkdev(LOOP_MAJOR, "loop", loop_probe);
+	if (err) {
+		err = -EIO;
+		goto out_misc;
+	}
+	for (i = 0; i < max_loop; i++)
+		loop_add(i);
+	pr_info("module loaded (reworked lifecycle, autoclear-delete)\n");
+	return 0;
+
+out_misc:
+	misc_deregister(&loop_misc);
+out_lifecycle:
+	loop_lifecycle_exit();
+	return err;
+}
+
+static void __exit loop_exit(void)
+{
+	struct loop_device *lo;
+	int id;
+
+	unregister_blkdev(LOOP_MAJOR, "loop");
+	misc_deregister(&loop_misc);
+	/*
+	 * Every bound device, and every pending teardown, holds a module
+	 * reference, so all devices are unbound here and nobody else can
+	 * reach the idr any more.
+	 */
+	idr_for_each_entry(&loop_index_idr, lo, id) {
+		loop_set_state(lo, LO_DELETING);
+		loop_remove(lo);
+	}
+	idr_destroy(&loop_index_idr);
+	loop_lifecycle_exit();
+}
+
+module_init(loop_init);
+module_exit(loop_exit);
+
+MODULE_DESCRIPTION("Loopback block device, reworked lifecycle");
+MODULE_LICENSE("GPL");
+MODULE_VERSION(LOOP_VERSION);
+MODULE_ALIAS_BLOCKDEV_MAJOR(LOOP_MAJOR);
+MODULE_ALIAS_MISCDEV(LOOP_CTRL_MINOR);
+MODULE_ALIAS("devname:loop-control");
