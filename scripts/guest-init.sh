@@ -1,0 +1,93 @@
+#!/bin/busybox sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# Init of the test guest. Kernel command line:
+#   loop.mode=check	load our loop.ko, run every selftest, check the log
+#   loop.mode=demo	load our loop.ko, run the demo
+#   loop.mode=shell	load our loop.ko, give a shell on the console
+#   loop.debug=1	the kernel has kmemleak: scan it at the end
+# TAP goes to the console (ttyS0). The kernel log and the verdict
+# ("LOOP-GUEST-RESULT: PASS" or "... FAIL <why>") go to ttyS1.
+/bin/busybox --install -s /bin
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+mkdir -p /dev/pts /mnt/scratch
+mount -t devpts devpts /dev/pts
+
+mode=check
+debug=0
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in
+	loop.mode=*) mode=${arg#loop.mode=} ;;
+	loop.debug=*) debug=${arg#loop.debug=} ;;
+	esac
+done
+
+verdict() {
+	{
+		echo "===== kernel log ====="
+		dmesg
+		echo "===== end of kernel log ====="
+		echo "LOOP-GUEST-RESULT: $*"
+	} > /dev/ttyS1
+	sync
+	poweroff -f
+}
+
+for m in $(cat /lib/modules/load-order); do
+	insmod "/lib/modules/$m" || verdict "FAIL insmod $m"
+done
+
+# No other loop driver may be present: ours must be the one under test.
+if [ -e /sys/module/loop ] || grep -qE '^ *7 loop$' /proc/devices; then
+	verdict "FAIL a loop driver is already loaded"
+fi
+insmod /lib/modules/loop-rework.ko || verdict "FAIL insmod loop-rework.ko"
+# Stock loop.ko has no version: this one must be ours.
+[ -s /sys/module/loop/version ] || verdict "FAIL the loaded loop is not ours"
+[ -e /dev/loop-control ] || verdict "FAIL no /dev/loop-control"
+
+# Scratch filesystem on the virtio disk: a real block-backed filesystem
+# (direct I/O, the umount chain).
+if [ -b /dev/vda ]; then
+	mkfs.ext4 -q -F /dev/vda >/dev/null 2>&1 &&
+		mount -t ext4 /dev/vda /mnt/scratch
+fi
+export LOOP_SCRATCH=/mnt/scratch
+
+case "$mode" in
+shell)
+	echo "Guest shell: the reworked loop.ko is loaded. 'poweroff -f' ends it."
+	setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'
+	verdict "PASS shell"
+	;;
+demo)
+	/usr/bin/bash /selftests/demo.sh
+	rc=$?
+	;;
+*)
+	/usr/bin/bash /selftests/run_all.sh
+	rc=$?
+	;;
+esac
+
+umount /mnt/scratch 2>/dev/null
+# The module must unload once every device is unbound.
+rmmod loop || verdict "FAIL rmmod loop"
+
+if [ "$debug" = 1 ] && [ -e /sys/kernel/debug/kmemleak ]; then
+	echo scan > /sys/kernel/debug/kmemleak
+	sleep 6
+	echo scan > /sys/kernel/debug/kmemleak
+	leaks=$(grep -c 'unreferenced object' /sys/kernel/debug/kmemleak)
+	if [ "$leaks" != 0 ]; then
+		cat /sys/kernel/debug/kmemleak > /dev/ttyS1
+		verdict "FAIL kmemleak: $leaks unreferenced objects"
+	fi
+fi
+[ "$rc" = 0 ] && verdict "PASS" || verdict "FAIL tests exit $rc"

@@ -1,0 +1,41 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Install the Debian packages the build, the guests and the tests need, if
+# any is missing. Kernel packages are chosen by pattern: Debian's default
+# 6.1 kernel (linux-image-amd64, linux-headers-amd64) and the newest
+# 6.12 kernel of the archive, never a hard-coded patch release.
+set -euo pipefail
+
+base_pkgs="build-essential bc bison flex libelf-dev libssl-dev dwarves cpio
+xz-utils kmod qemu-system-x86 busybox-static sparse dkms util-linux fdisk
+e2fsprogs fio linux-source-6.12 linux-headers-amd64 linux-image-amd64 bash"
+
+missing=""
+for p in $base_pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+		missing="$missing $p"
+done
+
+newest_612() {
+	# Newest linux-image-6.12.N+deb12-amd64 the archive offers.
+	apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' |
+		awk '{print $1}' | sort -V | tail -n 1
+}
+
+img612=$(newest_612 || true)
+if [ -z "$img612" ] || [ -n "$missing" ]; then
+	apt-get update -qq
+	img612=$(newest_612)
+fi
+[ -n "$img612" ] || { echo "no linux-image-6.12 in the archive" >&2; exit 1; }
+hdr612=${img612/linux-image-/linux-headers-}
+for p in "$img612" "$hdr612"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+		missing="$missing $p"
+done
+
+if [ -n "$missing" ]; then
+	echo "installing:$missing"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi

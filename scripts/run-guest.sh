@@ -1,0 +1,53 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot one guest and judge it:
+#   run-guest.sh NAME BZIMAGE INITRAMFS MODE DEBUG TIMEOUT_S
+# Prints the guest's console (the TAP of the tests) on stdout, saves the
+# kernel log in build/NAME.klog, and prints one more TAP line for the
+# kernel log. Exit status 0 only if the guest said PASS and its kernel log
+# has no splat.
+set -uo pipefail
+
+name=$1 kernel=$2 initrd=$3 mode=$4 debug=$5 limit=$6
+top=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$top/build"
+klog=$top/build/$name.klog
+disk=$top/build/$name.scratch.img
+rm -f "$klog" "$disk"
+truncate -s 1G "$disk"
+
+append="console=ttyS0 loglevel=1 panic=-1 oops=panic rdinit=/init"
+append="$append loop.mode=$mode loop.debug=$debug hung_task_panic=0"
+[ "$debug" = 1 ] && append="$append kmemleak=on"
+
+serial0="-serial stdio"
+[ "$mode" = shell ] && serial0="-serial mon:stdio"
+timeout --foreground "$limit" qemu-system-x86_64 -accel tcg -cpu max \
+	-smp 2 -m 3G -display none -no-reboot $serial0 \
+	-serial "file:$klog" \
+	-drive "if=none,id=scratch,file=$disk,format=raw,cache=unsafe" \
+	-device virtio-blk-pci,drive=scratch \
+	-kernel "$kernel" -initrd "$initrd" -append "$append"
+rc=$?
+rm -f "$disk"
+[ "$rc" = 124 ] && echo "# $name: guest timed out after ${limit}s"
+
+# What counts as a splat: any report of the kernel's checkers.
+splat='(BUG:|WARNING:|INFO: task .* blocked|possible circular locking|possible recursive locking|inconsistent lock state|KASAN:|UBSAN:|kmemleak:.*unreferenced|general protection fault|Oops|Call Trace:|ODEBUG:|suspicious RCU usage|Kernel panic|sleeping function called from invalid context)'
+verdict=$(grep -a 'LOOP-GUEST-RESULT:' "$klog" 2>/dev/null | tail -n 1)
+splats=$(grep -aEc "$splat" "$klog" 2>/dev/null)
+if [ "${splats:-0}" != 0 ]; then
+	echo "not ok - $name: kernel log is clean ($splats splat lines, see build/$name.klog)"
+	grep -aE -m 20 -A 12 "$splat" "$klog" | sed 's/^/# /'
+	exit 1
+fi
+case "$verdict" in
+*": PASS"*)
+	echo "ok - $name: kernel log is clean, guest verdict PASS"
+	exit 0 ;;
+*)
+	echo "not ok - $name: guest verdict: ${verdict:-none (crash or timeout)}"
+	tail -n 40 "$klog" 2>/dev/null | sed 's/^/# /'
+	exit 1 ;;
+esac

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * I/O through the device compared with the backing file, with buffered and
+ * with direct I/O to the backing file: writes, reads, offset, discard,
+ * write-zeroes, flush.
+ */
+#include "loop_test_util.h"
+
+#include <sys/mman.h>
+
+#include "kselftest_harness.h"
+
+#define MiB (1024 * 1024)
+#define DEV_SIZE (16 * MiB)
+
+FIXTURE(io) {
+	int n;
+	int fd;
+	char *file;
+	unsigned char *expect;
+	unsigned char *buf;
+};
+
+FIXTURE_VARIANT(io) {
+	bool direct;
+};
+
+FIXTURE_VARIANT_ADD(io, buffered) {
+	.direct = false,
+};
+
+FIXTURE_VARIANT_ADD(io, direct) {
+	.direct = true,
+};
+
+FIXTURE_SETUP(io)
+{
+	struct loop_info64 info;
+
+	self->fd = -1;
+	self->file = lt_make_file("io", DEV_SIZE, 0x11);
+	ASSERT_NE(NULL, self->file);
+	self->n = lt_get_free();
+	ASSERT_LE(0, self->n);
+	self->fd = lt_open_dev(self->n, O_RDWR |
+			       (variant->direct ? O_DIRECT : 0));
+	ASSERT_LE(0, self->fd);
+	ASSERT_EQ(0, lt_configure(self->fd, self->file, O_RDWR,
+				  variant->direct ? LO_FLAGS_DIRECT_IO : 0,
+				  0, 0, 0));
+	ASSERT_EQ(0, ioctl(self->fd, LOOP_GET_STATUS64, &info));
+	if (variant->direct && !(info.lo_flags & LO_FLAGS_DIRECT_IO))
+		SKIP(return, "backing filesystem %s cannot do O_DIRECT",
+		     lt_dir());
+	self->expect = malloc(DEV_SIZE);
+	ASSERT_NE(NULL, self->expect);
+	memset(self->expect, 0x11, DEV_SIZE);
+	self->buf = mmap(NULL, 2 * MiB, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, self->buf);
+	srandom(getpid());
+}
+
+FIXTURE_TEARDOWN(io)
+{
+	if (self->fd >= 0)
+		close(self->fd);
+	lt_release(self->n);
+	unlink(self->file);
+	free(self->file);
+	free(self->expect);
+}
+
+/* Compare the whole backing file with what we expect. */
+static int backing_matches(const char *file, const unsigned char *expect,
+			   off_t off)
+{
+	unsigned char *got = malloc(DEV_SIZE);
+	int fd = open(file, O_RDONLY);
+	int ret = -1;
+
+	if (got && fd >= 0 && pread(fd, got, DEV_SIZE, off) == DEV_SIZE)
+		ret = memcmp(got, expect, DEV_SIZE) ? 1 : 0;
+	if (ret == 1) {
+		for (off_t i = 0; i < DEV_SIZE; i++)
+			if (got[i] != expect[i]) {
+				fprintf(stderr, "# first difference at %lld\n",
+					(long long)i);
+				break;
+			}
+	}
+	free(got);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+TEST_F(io, writes_reach_backing_file)
+{
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		size_t len = 4096 * (1 + random() % 64);
+		off_t off = 4096 * (random() % ((DEV_SIZE - len) / 4096));
+
+		memset(self->buf, random() & 0xff, len);
+		self->buf[0] = i;
+		ASSERT_EQ((ssize_t)len, pwrite(self->fd, self->buf, len, off));
+		memcpy(self->expect + off, self->buf, len);
+	}
+	ASSERT_EQ(0, fsync(self->fd));
+	ASSERT_EQ(0, backing_matches(self->file, self->expect, 0));
+}
+
+TEST_F(io, reads_see_backing_file)
+{
+	int bfd = open(self->file, O_RDWR);
+	off_t off;
+
+	ASSERT_LE(0, bfd);
+	for (off = 0; off < DEV_SIZE; off += MiB) {
+		memset(self->buf, (int)(off / MiB) + 1, MiB);
+		ASSERT_EQ(MiB, pwrite(bfd, self->buf, MiB, off));
+	}
+	ASSERT_EQ(0, fsync(bfd));
+	close(bfd);
+	/* Drop what the device cached before the file changed. */
+	ASSERT_EQ(0, ioctl(self->fd, BLKFLSBUF, 0));
+	for (off = 0; off < DEV_SIZE; off += MiB) {
+		ASSERT_EQ(MiB, pread(self->fd, self->buf, MiB, off));
+		ASSERT_EQ((int)(off / MiB) + 1, self->buf[0]);
+		ASSERT_EQ((int)(off / MiB) + 1, self->buf[MiB - 1]);
+	}
+}
+
+TEST_F(io, large_requests)
+{
+	/* 2 MiB in one call: several bios, merged into large requests. */
+	for (int i = 0; i < 2 * MiB; i++)
+		self->buf[i] = i * 7;
+	ASSERT_EQ(2 * MiB, pwrite(self->fd, self->buf, 2 * MiB, 3 * MiB));
+	memcpy(self->expect + 3 * MiB, self->buf, 2 * MiB);
+	ASSERT_EQ(0, fsync(self->fd));
+	ASSERT_EQ(0, backing_matches(self->file, self->expect, 0));
+	memset(self->buf, 0, 2 * MiB);
+	ASSERT_EQ(0, ioctl(self->fd, BLKFLSBUF, 0));
+	ASSERT_EQ(2 * MiB, pread(self->fd, self->buf, 2 * MiB, 3 * MiB));
+	ASSERT_EQ(0, memcmp(self->buf, self->expect + 3 * MiB, 2 * MiB));
+}
+
+TEST_F(io, discard_and_zeroout)
+{
+	__u64 range[2] = { 1 * MiB, 2 * MiB };
+
+	ASSERT_EQ(0, ioctl(self->fd, BLKDISCARD, range));
+	memset(self->expect + 1 * MiB, 0, 2 * MiB);
+	range[0] = 8 * MiB;
+	range[1] = 1 * MiB;
+	ASSERT_EQ(0, ioctl(self->fd, BLKZEROOUT, range));
+	memset(self->expect + 8 * MiB, 0, 1 * MiB);
+	ASSERT_EQ(0, fsync(self->fd));
+	ASSERT_EQ(0, backing_matches(self->file, self->expect, 0));
+	ASSERT_EQ(MiB, pread(self->fd, self->buf, MiB, 1 * MiB));
+	ASSERT_EQ(0, self->buf[0] | self->buf[MiB - 1]);
+}
+
+TEST_F(io, offset_shifts_data)
+{
+	struct loop_info64 info;
+
+	ASSERT_EQ(0, ioctl(self->fd, LOOP_GET_STATUS64, &info));
+	info.lo_offset = 1 * MiB;
+	ASSERT_EQ(0, ioctl(self->fd, LOOP_SET_STATUS64, &info));
+	ASSERT_EQ(DEV_SIZE - MiB, lt_size(self->fd));
+	memset(self->buf, 0x77, 4096);
+	ASSERT_EQ(4096, pwrite(self->fd, self->buf, 4096, 0));
+	ASSERT_EQ(0, fsync(self->fd));
+	memset(self->expect + MiB, 0x77, 4096);
+	ASSERT_EQ(0, backing_matches(self->file, self->expect, 0));
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the loop selftests: backing files, getting a device
+ * from /dev/loop-control, attaching with LOOP_CONFIGURE, sysfs reads.
+ */
+#ifndef LOOP_TEST_UTIL_H
+#define LOOP_TEST_UTIL_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include <linux/fs.h>
+#include <linux/loop.h>
+
+#ifndef BLKGETDISKSEQ
+#define BLKGETDISKSEQ _IOR(0x12, 128, __u64)
+#endif
+
+/* Where backing files go: a real filesystem if the guest has one. */
+static inline const char *lt_dir(void)
+{
+	const char *d = getenv("LOOP_SCRATCH");
+
+	return d && *d ? d : "/tmp";
+}
+
+/* Create a backing file of @size bytes filled with @fill; returns path. */
+static inline char *lt_make_file(const char *tag, off_t size, int fill)
+{
+	static int seq;
+	char *path;
+	char buf[65536];
+	off_t done = 0;
+	int fd;
+
+	if (asprintf(&path, "%s/lt-%s-%d-%d.img", lt_dir(), tag, getpid(),
+		     seq++) < 0)
+		return NULL;
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return NULL;
+	memset(buf, fill, sizeof(buf));
+	while (done < size) {
+		size_t n = size - done < (off_t)sizeof(buf) ?
+			   size - done : sizeof(buf);
+		if (write(fd, buf, n) != (ssize_t)n) {
+			close(fd);
+			return NULL;
+		}
+		done += n;
+	}
+	close(fd);
+	return path;
+}
+
+/* A free device number from /dev/loop-control, or -errno. */
+static inline int lt_get_free(void)
+{
+	int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	int n;
+
+	if (ctl < 0)
+		return -errno;
+	n = ioctl(ctl, LOOP_CTL_GET_FREE);
+	if (n < 0)
+		n = -errno;
+	close(ctl);
+	return n;
+}
+
+static inline int lt_ctl(unsigned long cmd, long arg)
+{
+	int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	int ret;
+
+	if (ctl < 0)
+		return -errno;
+	ret = ioctl(ctl, cmd, arg);
+	if (ret < 0)
+		ret = -errno;
+	close(ctl);
+	return ret;
+}
+
+static inline int lt_open_dev(int n, int flags)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/dev/loop%d", n);
+	return open(path, flags | O_CLOEXEC);
+}
+
+/* LOOP_CONFIGURE @devfd over @path; returns 0 or -errno. */
+static inline int lt_configure(int devfd, const char *path, int open_flags,
+			       __u32 flags, __u64 offset, __u64 sizelimit,
+			       __u32 block_size)
+{
+	struct loop_config cfg;
+	int fd = open(path, open_flags | O_CLOEXEC);
+	int ret;
+
+	if (fd < 0)
+		return -errno;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.fd = fd;
+	cfg.block_size = block_size;
+	cfg.info.lo_flags = flags;
+	cfg.info.lo_offset = offset;
+	cfg.info.lo_sizelimit = sizelimit;
+	snprintf((char *)cfg.info.lo_file_name, LO_NAME_SIZE, "%s", path);
+	ret = ioctl(devfd, LOOP_CONFIGURE, &cfg);
+	if (ret < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* Read /sys/block/loopN/<attr> into @buf, trailing newline removed. */
+static inline int lt_sysfs(int n, const char *attr, char *buf, size_t len)
+{
+	char path[128];
+	ssize_t r;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/block/loop%d/%s", n, attr);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -errno;
+	r = read(fd, buf, len - 1);
+	close(fd);
+	if (r < 0)
+		return -errno;
+	buf[r] = 0;
+	if (r > 0 && buf[r - 1] == '\n')
+		buf[r - 1] = 0;
+	return 0;
+}
+
+static inline int lt_exists(const char *fmt, int n)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), fmt, n, n);
+	return access(path, F_OK) == 0;
+}
+
+static inline __u64 lt_diskseq(int fd)
+{
+	__u64 seq = 0;
+
+	if (ioctl(fd, BLKGETDISKSEQ, &seq) < 0)
+		return 0;
+	return seq;
+}
+
+static inline long long lt_size(int fd)
+{
+	unsigned long long size;
+
+	if (ioctl(fd, BLKGETSIZE64, &size) < 0)
+		return -errno;
+	return size;
+}
+
+/* Best-effort cleanup of device @n: detach and remove it. */
+static inline void lt_release(int n)
+{
+	int fd = lt_open_dev(n, O_RDWR);
+
+	if (fd >= 0) {
+		ioctl(fd, LOOP_CLR_FD);
+		close(fd);
+	}
+	lt_ctl(LOOP_CTL_REMOVE, n);
+}
+
+#endif
