@@ -10,7 +10,6 @@
 #                     QEMU guests: Debian 6.1, Debian 6.12, debug 6.12
 #   vm                boot a 6.12 guest with the module and run the demo;
 #                     make vm SHELL_VM=1 gives an interactive shell
-#   bench             benchmarks against the stock loop.ko (not in check)
 #   clean
 
 KDIR ?= $(firstword $(wildcard /lib/modules/$(shell uname -r)/build) \
@@ -18,7 +17,7 @@ KDIR ?= $(firstword $(wildcard /lib/modules/$(shell uname -r)/build) \
 PWD := $(CURDIR)
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
 
-.PHONY: module install dkms-install lint selftests check vm bench clean deps
+.PHONY: module install dkms-install lint selftests check vm clean deps
 
 module:
 	$(MAKE) -C $(KDIR) M=$(PWD) modules
@@ -49,8 +48,6 @@ check: deps
 vm: deps
 	./scripts/vm.sh
 
-bench: deps
-	./scripts/bench.sh
 
 clean:
 	$(MAKE) -C $(KDIR) M=$(PWD) clean 2>/dev/null || true

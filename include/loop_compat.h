@@ -18,41 +18,24 @@
 #include <linux/blk-mq.h>
 #include <linux/blkdev.h>
 
-#ifdef LOOP_HAVE_BLK_MODE_T
-typedef blk_mode_t loop_mode_t;
-#define LOOP_MODE_WRITE		BLK_OPEN_WRITE
-#define LOOP_MODE_EXCL		BLK_OPEN_EXCL
-#else
-typedef fmode_t loop_mode_t;
-#define LOOP_MODE_WRITE		FMODE_WRITE
-#define LOOP_MODE_EXCL		FMODE_EXCL
-#endif
-
 /*
- * LOOP_DEFINE_FOPS_OPEN_RELEASE(open, release) defines lo_open() and
- * lo_release() with the target kernel's prototypes, calling
- * int open(struct gendisk *) and void release(struct gendisk *).
+ * The mode an opener has (a blk_mode_t or an fmode_t), and the prototypes
+ * of ->open and ->release: the disk is LOOP_OPEN_DISK inside ->open.
  */
 #ifdef LOOP_HAVE_BLK_MODE_T
-#define LOOP_DEFINE_FOPS_OPEN_RELEASE(open, release)			\
-static int lo_open(struct gendisk *disk, blk_mode_t mode)		\
-{									\
-	return open(disk);						\
-}									\
-static void lo_release(struct gendisk *disk)				\
-{									\
-	release(disk);							\
-}
+#define loop_mode_t		blk_mode_t
+#define LOOP_MODE_WRITE		BLK_OPEN_WRITE
+#define LOOP_MODE_EXCL		BLK_OPEN_EXCL
+#define LOOP_OPEN_ARGS		struct gendisk *disk, blk_mode_t mode
+#define LOOP_OPEN_DISK		disk
+#define LOOP_RELEASE_ARGS	struct gendisk *disk
 #else
-#define LOOP_DEFINE_FOPS_OPEN_RELEASE(open, release)			\
-static int lo_open(struct block_device *bdev, fmode_t mode)		\
-{									\
-	return open(bdev->bd_disk);					\
-}									\
-static void lo_release(struct gendisk *disk, fmode_t mode)		\
-{									\
-	release(disk);							\
-}
+#define loop_mode_t		fmode_t
+#define LOOP_MODE_WRITE		FMODE_WRITE
+#define LOOP_MODE_EXCL		FMODE_EXCL
+#define LOOP_OPEN_ARGS		struct block_device *bdev, fmode_t mode
+#define LOOP_OPEN_DISK		(bdev->bd_disk)
+#define LOOP_RELEASE_ARGS	struct gendisk *disk, fmode_t mode
 #endif
 
 /* The queue limits a loop device sets when it is attached or reset. */

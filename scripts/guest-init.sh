@@ -11,6 +11,8 @@
 /bin/busybox --install -s /bin
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
+# Keep the console for TAP: the kernel log goes to ttyS1 at the end.
+dmesg -n 1
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
@@ -36,7 +38,8 @@ verdict() {
 		echo "LOOP-GUEST-RESULT: $*"
 	} > /dev/ttyS1
 	sync
-	poweroff -f
+	# reboot, not poweroff: QEMU runs with -no-reboot and exits, ACPI or not.
+	reboot -f
 }
 
 for m in $(cat /lib/modules/load-order); do
@@ -62,7 +65,7 @@ export LOOP_SCRATCH=/mnt/scratch
 
 case "$mode" in
 shell)
-	echo "Guest shell: the reworked loop.ko is loaded. 'poweroff -f' ends it."
+	echo "Guest shell: the reworked loop.ko is loaded. 'reboot -f' ends it."
 	setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'
 	verdict "PASS shell"
 	;;

@@ -66,7 +66,7 @@ TEST(control_add_remove_get_free)
 	ASSERT_FALSE(lt_exists("/sys/block/loop%d", idx));
 	ASSERT_EQ(-ENODEV, lt_ctl(LOOP_CTL_REMOVE, idx));
 	ASSERT_EQ(-EINVAL, lt_ctl(LOOP_CTL_REMOVE, -1));
-	ASSERT_EQ(-ENOSYS, lt_ctl(0x4C8F, 0));
+	ASSERT_EQ(-ENOTTY, lt_ctl(0x4C8F, 0));
 }
 
 TEST_F(dev, remove_bound_is_busy)

@@ -80,14 +80,13 @@ static long loop_rw(struct loop_device *lo, struct loop_cmd *cmd, loff_t pos,
 		offset = bio->bi_iter.bi_bvec_done;
 	} else {
 		/* Several bios: gather their segments into one vector. */
-		struct bio_vec *p;
+		unsigned int i = 0;
 
 		bvec = kmalloc_array(nr, sizeof(*bvec), GFP_NOIO);
 		if (!bvec)
 			return -EIO;
-		p = bvec;
 		rq_for_each_bvec(bv, rq, rq_iter)
-			*p++ = bv;
+			bvec[i++] = bv;
 		cmd->bvec = bvec;
 	}
 	iov_iter_bvec(&iter, dir, bvec, nr, blk_rq_bytes(rq));

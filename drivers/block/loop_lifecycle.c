@@ -393,14 +393,14 @@ int loop_configure(struct loop_device *lo, loop_mode_t mode,
 	if (err)
 		goto out_unbind;
 	loop_update_dio(lo, (flags & LO_FLAGS_DIRECT_IO) ||
-			    (file->f_flags & O_DIRECT));
+			(file->f_flags & O_DIRECT));
 	loop_set_size(lo, loop_backing_size(lo->lo_offset, lo->lo_sizelimit,
 					    file));
 	loop_sysfs_init(lo);
 	/* The module stays while a device is bound: dropped in teardown. */
 	__module_get(THIS_MODULE);
-	/* Publish the backing file before the state; see validation. */
 	spin_lock(&lo->lo_state_lock);
+	/* Release: lo_backing_file is visible to a validation seeing BOUND. */
 	smp_store_release(&lo->lo_state, LO_BOUND);
 	spin_unlock(&lo->lo_state_lock);
 	if (flags & LO_FLAGS_PARTSCAN)
@@ -422,6 +422,7 @@ int loop_configure(struct loop_device *lo, loop_mode_t mode,
 	return 0;
 
 out_unbind:
+	set_disk_ro(lo->lo_disk, false);
 	dev_set_uevent_suppress(ddev, 0);
 	mapping_set_gfp_mask(file->f_mapping, lo->lo_old_gfp_mask);
 	lo->lo_backing_file = NULL;
@@ -538,9 +539,13 @@ static u32 loop_rundown(struct loop_device *lo)
 			lo->lo_number, err);
 	loop_sysfs_exit(lo);
 
-	/* Wait for in-flight requests; the queue stays usable afterwards. */
-	blk_mq_freeze_queue(lo->lo_queue);
+	/*
+	 * Wait for in-flight requests. lo_mutex first: a frozen queue counts
+	 * as a lock held (lockdep knows it), and I/O may be submitted under
+	 * lo_mutex (the partition scan of attach).
+	 */
 	mutex_lock(&lo->lo_mutex);
+	blk_mq_freeze_queue(lo->lo_queue);
 	file = lo->lo_backing_file;
 	gfp = lo->lo_old_gfp_mask;
 	flags = lo->lo_flags;

@@ -85,9 +85,9 @@ MODULE_PARM_DESC(hw_queue_depth, "Queue depth of each device (default "
 		 __stringify(LOOP_DEFAULT_HW_Q_DEPTH) ")");
 
 /* Open: refused only once the device is being deleted. Does not sleep. */
-static int loop_open_disk(struct gendisk *disk)
+static int lo_open(LOOP_OPEN_ARGS)
 {
-	struct loop_device *lo = disk->private_data;
+	struct loop_device *lo = LOOP_OPEN_DISK->private_data;
 	int err = 0;
 
 	spin_lock(&lo->lo_state_lock);
@@ -101,13 +101,11 @@ static int loop_open_disk(struct gendisk *disk)
  * Release: called by the block layer with disk->open_mutex held. Only the
  * last close matters; see loop_release_last(). Does not sleep.
  */
-static void loop_release_disk(struct gendisk *disk)
+static void lo_release(LOOP_RELEASE_ARGS)
 {
 	if (disk_openers(disk) == 0)
 		loop_release_last(disk->private_data);
 }
-
-LOOP_DEFINE_FOPS_OPEN_RELEASE(loop_open_disk, loop_release_disk)
 
 /* The gendisk's last reference is gone: free what the device owned. */
 static void lo_free_disk(struct gendisk *disk)
@@ -328,11 +326,11 @@ static int loop_control_get_free(void)
 	idr_for_each_entry(&loop_index_idr, lo, id) {
 		/*
 		 * A device in LO_RUNDOWN is never handed out: it is not free
-		 * yet. Racing with an attach is harmless: the attach of one
-		 * of the callers fails with EBUSY, as with stock.
+		 * yet. lo_state is read without lo_mutex: racing with an
+		 * attach is harmless, the attach of one of the callers fails
+		 * with EBUSY, as with stock.
 		 */
-		if (lo->lo_idr_visible &&
-		    data_race(READ_ONCE(lo->lo_state)) == LO_UNBOUND) {
+		if (lo->lo_idr_visible && READ_ONCE(lo->lo_state) == LO_UNBOUND) {
 			mutex_unlock(&loop_ctl_mutex);
 			return id;
 		}
@@ -354,7 +352,8 @@ static long loop_control_ioctl(struct file *file, unsigned int cmd,
 	case LOOP_CTL_GET_FREE:
 		return loop_control_get_free();
 	default:
-		return -ENOSYS;
+		/* Stock answers ENOSYS; ENOTTY is the errno for this. */
+		return -ENOTTY;
 	}
 }
 
@@ -436,7 +435,9 @@ static void __exit loop_exit(void)
 	 * reach the idr any more.
 	 */
 	idr_for_each_entry(&loop_index_idr, lo, id) {
+		mutex_lock(&lo->lo_mutex);
 		loop_set_state(lo, LO_DELETING);
+		mutex_unlock(&lo->lo_mutex);
 		loop_remove(lo);
 	}
 	idr_destroy(&loop_index_idr);
