@@ -25,13 +25,15 @@ module:
 install: module
 	$(MAKE) -C $(KDIR) M=$(PWD) INSTALL_MOD_DIR=updates modules_install
 
+# DKMS for KVER (default: the running kernel).
+KVER ?= $(shell uname -r)
 dkms-install:
 	rm -rf /usr/src/loop-rework-$(VERSION)
 	mkdir -p /usr/src/loop-rework-$(VERSION)
 	cp -r Kbuild Makefile dkms.conf drivers include /usr/src/loop-rework-$(VERSION)/
-	dkms add loop-rework/$(VERSION) || true
-	dkms build loop-rework/$(VERSION)
-	dkms install loop-rework/$(VERSION)
+	dkms status loop-rework/$(VERSION) | grep -q . || dkms add loop-rework/$(VERSION)
+	dkms build --force loop-rework/$(VERSION) -k $(KVER)
+	dkms install --force loop-rework/$(VERSION) -k $(KVER)
 
 deps:
 	./scripts/install-deps.sh

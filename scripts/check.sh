@@ -44,7 +44,7 @@ while read -r name kdir image kver debug limit; do
 	[ "$kver" != - ] && stock=$(ls /lib/modules/"$kver"/kernel/drivers/block/loop.ko* 2>/dev/null | head -n 1)
 	./scripts/mkinitramfs.sh "build/$name/initrd.gz" "$kver" "$src/loop.ko" $stock
 	./scripts/run-guest.sh "$name" "$image" "build/$name/initrd.gz" check \
-		"$debug" "$limit" | tr -d '\r' | tee "build/$name.tap" || status=1
+		"$debug" "$limit" </dev/null | tr -d '\r' | tee "build/$name.tap" || status=1
 done <<< "$guests"
 
 pass=$(cat build/*.tap 2>/dev/null | grep -E '^ *ok ' | grep -vc '# SKIP')
