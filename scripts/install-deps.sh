@@ -9,7 +9,7 @@ set -euo pipefail
 
 base_pkgs="build-essential bc bison flex libelf-dev libssl-dev dwarves cpio
 xz-utils kmod qemu-system-x86 busybox-static sparse dkms util-linux fdisk
-e2fsprogs fio linux-source-6.12 linux-headers-amd64 linux-image-amd64 bash"
+e2fsprogs fio gcc-multilib linux-source-6.12 linux-headers-amd64 linux-image-amd64 bash"
 
 missing=""
 for p in $base_pkgs; do
