@@ -17,7 +17,7 @@ KDIR ?= $(firstword $(wildcard /lib/modules/$(shell uname -r)/build) \
 PWD := $(CURDIR)
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
 
-.PHONY: module install dkms-install lint selftests check vm clean deps
+.PHONY: module install dkms-install lint selftests check vm clean deps prove-races
 
 module:
 	$(MAKE) -C $(KDIR) M=$(PWD) modules
@@ -55,3 +55,7 @@ clean:
 	$(MAKE) -C $(KDIR) M=$(PWD) clean 2>/dev/null || true
 	$(MAKE) -C selftests clean
 	rm -rf build
+
+# Each race test must fail on a driver with its race put back.
+prove-races: deps
+	./scripts/prove-race-tests.sh

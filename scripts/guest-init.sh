@@ -4,6 +4,7 @@
 # Init of the test guest. Kernel command line:
 #   loop.mode=check	load our loop.ko, run every selftest, check the log
 #   loop.mode=demo	load our loop.ko, run the demo
+#   loop.mode=race	load our loop.ko, run the race tests only
 #   loop.mode=shell	load our loop.ko, give a shell on the console
 #   loop.debug=1	the kernel has kmemleak: scan it at the end
 # TAP goes to the console (ttyS0). The kernel log and the verdict
@@ -71,6 +72,10 @@ shell)
 	;;
 demo)
 	/usr/bin/bash /selftests/demo.sh
+	rc=$?
+	;;
+race)
+	/selftests/loop_race_test
 	rc=$?
 	;;
 *)

@@ -5,7 +5,7 @@
 # Exit status: the number of test programs that failed.
 cd "$(dirname "$0")" || exit 1
 failed=0
-for t in loop_ioctl_test loop_ioctl_test32 loop_io_test loop_tools.sh; do
+for t in loop_ioctl_test loop_ioctl_test32 loop_io_test loop_race_test loop_tools.sh; do
 	[ -x "./$t" ] || continue
 	echo "# ===== $t ($(uname -r)) ====="
 	case "$t" in

@@ -1,0 +1,38 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make prove-races: show that each race test can catch the race it names.
+# For every scripts/breakages/*.patch (a deliberately broken driver), build
+# the patched driver for Debian's 6.12, run the race tests in a guest, and
+# require the test named on the patch's "Expected to fail:" line to fail.
+# Prints TAP: "ok" means the breakage was caught.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 1
+. scripts/kernels.sh
+./scripts/build-debug-kernel.sh >/dev/null || exit 1
+make -s -C selftests >/dev/null || exit 1
+n=0 failed=0
+for patch in scripts/breakages/*.patch; do
+	name=$(basename "$patch" .patch)
+	expect=$(sed -n 's/^Expected to fail: \([a-z_0-9]*\).*/\1/p' "$patch")
+	dir=build/break-$name
+	rm -rf "$dir"
+	mkdir -p "$dir/src"
+	cp -r Kbuild Makefile dkms.conf drivers include "$dir/src/"
+	(cd "$dir/src" && patch -s -p1 < "$top/$patch") || exit 1
+	make -s -C "$KDIR_612" M="$top/$dir/src" modules > "$dir/build.log" 2>&1 || exit 1
+	./scripts/mkinitramfs.sh "$dir/initrd.gz" "$KVER_612" "$dir/src/loop.ko"
+	./scripts/run-guest.sh "break-$name" "/boot/vmlinuz-$KVER_612" \
+		"$dir/initrd.gz" race 0 900 </dev/null | tr -d '\r' > "$dir/tap"
+	n=$((n + 1))
+	if grep -qE "^not ok [0-9]+ global\.$expect\$" "$dir/tap"; then
+		echo "ok $n $name: caught by $expect"
+		grep -E '^# .*(Expected|round|umount|DISKSEQ|attach)' "$dir/tap" | head -n 4
+	else
+		echo "not ok $n $name: $expect did not fail"
+		failed=$((failed + 1))
+	fi
+done
+echo "$((n - failed)) passed, $failed failed"
+[ "$failed" = 0 ]
