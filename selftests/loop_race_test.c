@@ -327,6 +327,97 @@ TEST(uevent_diskseq_strictly_increases)
 	free(file);
 }
 
+/*
+ * LOOP_CLR_FD on a mounted device: deferred, not refused and not forced;
+ * the device is torn down by the umount, and is unbound when umount()
+ * returns.
+ */
+TEST(clr_fd_on_mounted_device_detaches_at_umount)
+{
+	char mnt[] = "/tmp/race-mnt-XXXXXX";
+	char *img = lt_make_file("mounted", 0, 0);
+	char cmd[512], dev[64];
+	struct loop_info64 info;
+	int fd, n;
+
+	ASSERT_NE(NULL, img);
+	ASSERT_EQ(0, truncate(img, 32 * MiB));
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s >/dev/null 2>&1", img);
+	ASSERT_EQ(0, run(cmd));
+	ASSERT_NE(NULL, mkdtemp(mnt));
+	fd = attach_free(img, 0, &n);
+	ASSERT_LE(0, fd);
+	snprintf(dev, sizeof(dev), "/dev/loop%d", n);
+	ASSERT_EQ(0, mount(dev, mnt, "ext4", 0, NULL));
+	ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
+	close(fd);
+	/* Still bound, marked for autoclear, while mounted. */
+	ASSERT_TRUE(lt_exists("/sys/block/loop%d/loop", n));
+	ASSERT_EQ(0, umount(mnt));
+	/* Unbound when umount() returned: no sleep, no retry. */
+	ASSERT_FALSE(lt_exists("/sys/block/loop%d/loop", n));
+	fd = lt_open_dev(n, O_RDONLY);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(-1, ioctl(fd, LOOP_GET_STATUS64, &info));
+	ASSERT_EQ(ENXIO, errno);
+	close(fd);
+	rmdir(mnt);
+	unlink(img);
+	free(img);
+}
+
+/*
+ * Lingering partitions (systemd works around them): a partitioned image
+ * attached with LO_FLAGS_PARTSCAN, detached through autoclear while one of
+ * its partitions is open, then the device re-attached to an unpartitioned
+ * image: no loopNpM may survive into the new attachment.
+ */
+TEST(no_partition_survives_into_next_attachment)
+{
+	char *parted = lt_make_file("parted", 8 * MiB, 0);
+	char *plain = lt_make_file("plain", 8 * MiB, 0);
+	double end = now() + 30;
+	char cmd[512], part[64];
+	int round;
+
+	ASSERT_NE(NULL, parted);
+	ASSERT_NE(NULL, plain);
+	snprintf(cmd, sizeof(cmd),
+		 "printf 'label: dos\\n,2M\\n,2M\\n' | /usr/sbin/sfdisk -q %s >/dev/null 2>&1",
+		 parted);
+	ASSERT_EQ(0, run(cmd));
+	for (round = 0; round < 20 && now() < end; round++) {
+		int fd, pfd, n;
+
+		fd = attach_free(parted, LO_FLAGS_PARTSCAN, &n);
+		ASSERT_LE(0, fd);
+		snprintf(part, sizeof(part), "/dev/loop%dp1", n);
+		pfd = open(part, O_RDONLY);
+		ASSERT_LE(0, pfd) {
+			TH_LOG("round %d: open %s: %s", round, part,
+			       strerror(errno));
+		}
+		/* Deferred: the partition holds the device. */
+		ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
+		close(fd);
+		ASSERT_TRUE(lt_exists("/sys/block/loop%d/loop%dp1", n));
+		close(pfd);	/* last close: teardown before return */
+		ASSERT_FALSE(lt_exists("/sys/block/loop%d/loop%dp1", n));
+		fd = lt_open_dev(n, O_RDWR);
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(0, lt_configure(fd, plain, O_RDWR, LO_FLAGS_PARTSCAN,
+					  0, 0, 0));
+		ASSERT_FALSE(lt_exists("/sys/block/loop%d/loop%dp1", n));
+		ASSERT_FALSE(lt_exists("/dev/loop%dp1", n));
+		ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
+		close(fd);
+	}
+	unlink(parted);
+	unlink(plain);
+	free(parted);
+	free(plain);
+}
+
 /* Count /sys/block/loop* entries. */
 static int count_loop_devices(void)
 {
