@@ -68,28 +68,6 @@ static void loop_set_flags(struct loop_device *lo, u32 flags)
 	spin_unlock(&lo->lo_state_lock);
 }
 
-/*
- * Take lo_mutex once no teardown is pending on @lo. Returns 0 with lo_mutex
- * held, or -EINTR if a fatal signal arrived while waiting. May sleep.
- */
-int loop_wait_rundown(struct loop_device *lo)
-{
-	int err;
-
-	for (;;) {
-		err = mutex_lock_killable(&lo->lo_mutex);
-		if (err)
-			return err;
-		if (lo->lo_state != LO_RUNDOWN)
-			return 0;
-		mutex_unlock(&lo->lo_mutex);
-		err = wait_event_killable(lo->lo_state_wq,
-					  READ_ONCE(lo->lo_state) != LO_RUNDOWN);
-		if (err)
-			return err;
-	}
-}
-
 /* Size in 512-byte sectors of a device over @file. Does not sleep. */
 loff_t loop_backing_size(loff_t offset, loff_t sizelimit, struct file *file)
 {
@@ -276,6 +254,15 @@ out_global:
 	if (global)
 		mutex_unlock(&loop_validate_mutex);
 	return err;
+}
+
+/*
+ * Take lo_mutex once no teardown is pending on @lo. Returns 0 with lo_mutex
+ * held, or -EINTR if a fatal signal arrived while waiting. May sleep.
+ */
+int loop_wait_rundown(struct loop_device *lo)
+{
+	return loop_lock_for_binding(lo, false);
 }
 
 static void loop_unlock_for_binding(struct loop_device *lo, bool global)
