@@ -368,7 +368,8 @@ int loop_configure(struct loop_device *lo, loop_mode_t mode,
 	if (loop_part_shift)
 		flags |= LO_FLAGS_PARTSCAN;
 	loop_apply_info(lo, &config->info);
-	loop_set_flags(lo, flags & ~LO_FLAGS_DIRECT_IO);
+	/* DIRECT_IO is a request here: loop_update_dio() settles it below. */
+	loop_set_flags(lo, flags);
 	loop_assign_backing_file(lo, file);
 
 	/* Nothing below is announced until the final change uevent. */
