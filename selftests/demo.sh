@@ -14,7 +14,8 @@ run truncate -s 64M "$img"
 printf 'label: dos\n,24M\n,\n' | run /usr/sbin/sfdisk -q "$img"
 
 step "Attach with partition scanning; the device and its partitions"
-dev=$(run $L -f --show -P "$img")
+echo "\$ $L -f --show -P $img"
+dev=$($L -f --show -P "$img")
 echo "$dev"
 run ls "$dev" "${dev}p1" "${dev}p2"
 run $L -l "$dev"
@@ -36,7 +37,8 @@ echo "partitions left: $(ls "${dev}"p* 2>/dev/null | wc -l)"
 echo "diskseq after detach: $(cat /sys/block/${dev#/dev/}/diskseq)"
 
 step "Reattach: a new disk sequence number, so old events cannot be confused"
-dev=$(run $L -f --show "$img")
+echo "\$ $L -f --show $img"
+dev=$($L -f --show "$img")
 echo "diskseq of the new attachment: $(cat /sys/block/${dev#/dev/}/diskseq)"
 run $L -d "$dev"
 rm -f "$img"
