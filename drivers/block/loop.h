@@ -38,7 +38,8 @@
  *   loop_ctl_mutex		(loop_main.c)
  *     loop_validate_mutex	(loop_lifecycle.c)
  *       lo->lo_mutex
- *         disk->open_mutex	(block layer; taken by us only in LOOP_CLR_FD)
+ *         disk->open_mutex	(block layer: LOOP_CLR_FD, partition scans)
+ *         queue freeze		(lockdep tracks it as a lock)
  *           lo->lo_state_lock	(spinlock, innermost)
  *
  * The block layer calls ->open and ->release with disk->open_mutex held;
@@ -71,8 +72,10 @@ enum loop_state {
 /**
  * struct loop_device - one /dev/loopN
  *
- * Fields marked "state" are written with both lo_mutex and lo_state_lock
- * held, so that holding either one is enough to read them. Fields marked
+ * Fields marked "state" are written under lo_state_lock and, except by
+ * ->release (which may not take lo_mutex), under lo_mutex too. Readers
+ * hold either; a reader holding only lo_mutex is inside an ioctl on an
+ * open device, so ->release cannot run meanwhile. Fields marked
  * "config" are written under lo_mutex while the device is not serving I/O
  * (unbound, or its queue frozen) and read without locks by the I/O path.
  */
@@ -95,7 +98,8 @@ struct loop_device {
 	bool			lo_use_dio;		/* config */
 	char			lo_file_name[LO_NAME_SIZE];	/* config */
 	gfp_t			lo_old_gfp_mask;	/* config */
-	bool			lo_sysfs_inited;	/* lo_mutex */
+	/* Set by attach, cleared by the teardown: never concurrent. */
+	bool			lo_sysfs_inited;
 
 	/* The teardown, when it runs on a workqueue or as task work. */
 	struct work_struct	lo_rundown_work;
