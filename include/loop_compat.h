@@ -11,6 +11,7 @@
  *					blk_mq_alloc_disk(set, lim, data)
  *   LOOP_HAVE_MEDIA_CHANGE_EVENTS	disk_force_media_change(disk, events)
  *   LOOP_HAVE_CLAIM_HOPS		bd_prepare_to_claim(bdev, holder, hops)
+ *   LOOP_HAVE_BD_MAPPING		block_device.bd_mapping (no bd_inode)
  */
 #ifndef _LOOP_COMPAT_H
 #define _LOOP_COMPAT_H
@@ -148,6 +149,16 @@ static inline int loop_prepare_to_claim(struct block_device *bdev,
 	return bd_prepare_to_claim(bdev, holder, NULL);
 #else
 	return bd_prepare_to_claim(bdev, holder);
+#endif
+}
+
+/* The page cache of a block device. */
+static inline struct address_space *loop_bdev_mapping(struct block_device *bdev)
+{
+#ifdef LOOP_HAVE_BD_MAPPING
+	return bdev->bd_mapping;
+#else
+	return bdev->bd_inode->i_mapping;
 #endif
 }
 

@@ -5,6 +5,7 @@
 #   loop.mode=check	load our loop.ko, run every selftest, check the log
 #   loop.mode=demo	load our loop.ko, run the demo
 #   loop.mode=race	load our loop.ko, run the race tests only
+#   loop.test=A,B	race mode: run only the race tests A and B
 #   loop.mode=shell	load our loop.ko, give a shell on the console
 #   loop.debug=1	the kernel has kmemleak: scan it at the end
 # TAP goes to the console (ttyS0). The kernel log and the verdict
@@ -24,10 +25,15 @@ mount -t devpts devpts /dev/pts
 
 mode=check
 debug=0
+only=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	loop.mode=*) mode=${arg#loop.mode=} ;;
 	loop.debug=*) debug=${arg#loop.debug=} ;;
+	loop.test=*)
+		for t in $(echo "${arg#loop.test=}" | tr , ' '); do
+			only="$only -t $t"
+		done ;;
 	esac
 done
 
@@ -63,6 +69,8 @@ if [ -b /dev/vda ]; then
 		mount -t ext4 /dev/vda /mnt/scratch
 fi
 export LOOP_SCRATCH=/mnt/scratch
+# The module test unloads and reloads the driver from here.
+export LOOP_MODULE=/lib/modules/loop-rework.ko
 
 case "$mode" in
 shell)
@@ -75,7 +83,7 @@ demo)
 	rc=$?
 	;;
 race)
-	/selftests/loop_race_test
+	/selftests/loop_race_test $only
 	rc=$?
 	;;
 *)

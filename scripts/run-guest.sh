@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Boot one guest and judge it:
-#   run-guest.sh NAME BZIMAGE INITRAMFS MODE DEBUG TIMEOUT_S
+#   run-guest.sh NAME BZIMAGE INITRAMFS MODE DEBUG TIMEOUT_S [CMDLINE...]
 # Prints the guest's console (the TAP of the tests) on stdout, saves the
 # kernel log in build/NAME.klog, and prints one more TAP line for the
 # kernel log. Exit status 0 only if the guest said PASS and its kernel log
@@ -10,6 +10,7 @@
 set -uo pipefail
 
 name=$1 kernel=$2 initrd=$3 mode=$4 debug=$5 limit=$6
+shift 6
 top=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$top/build"
 klog=$top/build/$name.klog
@@ -20,6 +21,7 @@ truncate -s 1G "$disk"
 append="console=ttyS0 loglevel=1 panic=-1 oops=panic rdinit=/init"
 append="$append loop.mode=$mode loop.debug=$debug hung_task_panic=0"
 [ "$debug" = 1 ] && append="$append kmemleak=on"
+[ $# -gt 0 ] && append="$append $*"
 
 serial0="-serial stdio"
 [ "$mode" = shell ] && serial0="-serial mon:stdio"

@@ -140,7 +140,8 @@ struct loop_cmd {
 extern int loop_part_shift;
 extern int loop_hw_queue_depth;
 int loop_control_remove_device(struct loop_device *lo);
-void loop_autoclear_delete(struct loop_device *lo);
+bool loop_claim_device(struct loop_device *lo);
+void loop_remove(struct loop_device *lo);
 
 /* loop_lifecycle.c */
 int loop_configure(struct loop_device *lo, loop_mode_t mode,

@@ -228,8 +228,12 @@ static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
 	enum loop_state state = READ_ONCE(lo->lo_state);
 
 	blk_mq_start_request(rq);
-	/* A device in rundown still serves what its teardown flushes. */
-	if (state != LO_BOUND && state != LO_RUNDOWN)
+	/*
+	 * A device in rundown still serves what its teardown flushes, until
+	 * the teardown unbinds the file with the queue frozen; an empty flush
+	 * may still come in after that.
+	 */
+	if ((state != LO_BOUND && state != LO_RUNDOWN) || !lo->lo_backing_file)
 		return BLK_STS_IOERR;
 
 	cmd->use_aio = lo->lo_use_dio &&

@@ -33,10 +33,13 @@
 #include <linux/blkpg.h>
 #include <linux/file.h>
 #include <linux/major.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pagemap.h>
+#include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <linux/statfs.h>
+#include <linux/wait_bit.h>
 
 #include "loop.h"
 
@@ -48,6 +51,33 @@ static DEFINE_MUTEX(loop_validate_mutex);
 
 /* Runs teardowns that cannot run as task work. */
 static struct workqueue_struct *loop_rundown_wq;
+
+/*
+ * Teardowns scheduled by ->release and not finished yet. ->release counts
+ * one in while the closer still holds its module reference, and drops the
+ * bound device's reference at once, so a pending teardown does not keep
+ * the module: module exit waits for the count to reach zero instead of
+ * rmmod failing while a teardown is pending.
+ */
+static atomic_t loop_rundowns_pending = ATOMIC_INIT(0);
+
+/*
+ * A task-work teardown that has counted itself out still has to return
+ * through our text. RCU Tasks waits for that: a task preempted in our code
+ * is not quiescent for it. Without preemption, a normal RCU grace period
+ * does. A kernel with preemption but without RCU Tasks keeps the module
+ * pinned while such a teardown is pending.
+ */
+#if IS_ENABLED(CONFIG_TASKS_RCU)
+#define LOOP_TASK_WORK_PINS_MODULE	false
+#define loop_sync_task_work()		synchronize_rcu_tasks()
+#elif !IS_ENABLED(CONFIG_PREEMPTION)
+#define LOOP_TASK_WORK_PINS_MODULE	false
+#define loop_sync_task_work()		synchronize_rcu()
+#else
+#define LOOP_TASK_WORK_PINS_MODULE	true
+#define loop_sync_task_work()		do { } while (0)
+#endif
 
 /* Set lo_state; see struct loop_device for the rule. May sleep. */
 void loop_set_state(struct loop_device *lo, enum loop_state state)
@@ -346,9 +376,11 @@ int loop_configure(struct loop_device *lo, loop_mode_t mode,
 	err = loop_lock_for_binding(lo, is_loop);
 	if (err)
 		goto out_claim;
-	err = -EBUSY;
-	if (lo->lo_state != LO_UNBOUND)
+	if (lo->lo_state != LO_UNBOUND) {
+		/* A device removed by autoclear-delete is gone, not busy. */
+		err = lo->lo_state == LO_DELETING ? -ENXIO : -EBUSY;
 		goto out_unlock;
+	}
 	err = loop_validate_file(file, bdev);
 	if (err)
 		goto out_unlock;
@@ -501,24 +533,35 @@ out_putf:
  * write back the device's page cache (so that acknowledged buffered writes
  * reach the backing file), stop new I/O and drop every partition
  * synchronously, wait for in-flight I/O, reset size and limits, bump the
- * disk sequence number, mark the device unbound, send the change uevent,
- * release the backing file. Returns the flags the device had. May sleep.
+ * disk sequence number, move the device to @final (LO_UNBOUND, with a
+ * change uevent; or LO_DELETING when the caller deletes it next), release
+ * the backing file. The caller drops the module reference of the bound
+ * device. May sleep.
  */
-static u32 loop_rundown(struct loop_device *lo)
+static void loop_rundown(struct loop_device *lo, enum loop_state final)
 {
 	struct gendisk *disk = lo->lo_disk;
 	struct device *ddev = disk_to_dev(disk);
 	struct loop_limits ll = { .block_size = SECTOR_SIZE };
 	struct file *file;
 	gfp_t gfp;
-	u32 flags;
 	int err;
 
 	WARN_ON_ONCE(READ_ONCE(lo->lo_state) != LO_RUNDOWN);
 
 	sync_blockdev(disk->part0);
-	/* No new I/O past this point: the block layer checks capacity. */
+	/*
+	 * No new I/O past this point: the block layer checks capacity. A
+	 * buffered write that raced in after the sync cannot reach the file
+	 * any more: writing it back fails, and fsync() reports that to its
+	 * writer, or stays dirty beyond the new end of the device. Then drop
+	 * the whole page cache, dirty or not, which would otherwise show this
+	 * attachment's data through the next one (an opener may keep the
+	 * device open across both).
+	 */
 	set_capacity(disk, 0);
+	sync_blockdev(disk->part0);
+	truncate_inode_pages(loop_bdev_mapping(disk->part0), 0);
 	mutex_lock(&disk->open_mutex);
 	err = bdev_disk_changed(disk, false);
 	mutex_unlock(&disk->open_mutex);
@@ -536,7 +579,6 @@ static u32 loop_rundown(struct loop_device *lo)
 	blk_mq_freeze_queue(lo->lo_queue);
 	file = lo->lo_backing_file;
 	gfp = lo->lo_old_gfp_mask;
-	flags = lo->lo_flags;
 	lo->lo_backing_file = NULL;
 	lo->lo_use_dio = false;
 	loop_apply_info(lo, &(struct loop_info64){});
@@ -550,32 +592,42 @@ static u32 loop_rundown(struct loop_device *lo)
 	if (!loop_part_shift)
 		set_bit(GD_SUPPRESS_PART_SCAN, &disk->state);
 	loop_set_flags(lo, 0);
-	loop_set_state(lo, LO_UNBOUND);
+	loop_set_state(lo, final);
 	/* Under lo_mutex: an attach cannot announce itself before this. */
-	kobject_uevent(&ddev->kobj, KOBJ_CHANGE);
+	if (final == LO_UNBOUND)
+		kobject_uevent(&ddev->kobj, KOBJ_CHANGE);
 	mutex_unlock(&lo->lo_mutex);
 
 	mapping_set_gfp_mask(file->f_mapping, gfp);
 	fput(file);
-	module_put(THIS_MODULE);
-	return flags;
 }
 
-/* Teardown scheduled by the last close; see the top of this file. */
+/*
+ * Teardown scheduled by the last close; see the top of this file. With
+ * LO_FLAGS_AUTOCLEAR_DELETE the device is hidden from LOOP_CTL_GET_FREE
+ * before it stops being in rundown, and goes from the teardown straight to
+ * deletion: nobody can be handed a device that is about to disappear, and
+ * an opener that came in meanwhile (a prober) does not keep it. Last
+ * thing: count the teardown out, which lets a waiting module exit go on.
+ */
 static void loop_rundown_after_release(struct loop_device *lo)
 {
-	u32 flags = loop_rundown(lo);
+	bool delete = (READ_ONCE(lo->lo_flags) & LO_FLAGS_AUTOCLEAR_DELETE) &&
+		      loop_claim_device(lo);
 
-	if (flags & LO_FLAGS_AUTOCLEAR_DELETE)
-		loop_autoclear_delete(lo);
-	/* Dropped the reference taken when the teardown was scheduled. */
-	module_put(THIS_MODULE);
+	loop_rundown(lo, delete ? LO_DELETING : LO_UNBOUND);
+	if (delete)
+		loop_remove(lo);
+	if (atomic_dec_and_test(&loop_rundowns_pending))
+		wake_up_var(&loop_rundowns_pending);
 }
 
 static void loop_rundown_task_work(struct callback_head *head)
 {
 	loop_rundown_after_release(container_of(head, struct loop_device,
 						lo_rundown_twork));
+	if (LOOP_TASK_WORK_PINS_MODULE)
+		module_put(THIS_MODULE);
 }
 
 static void loop_rundown_workfn(struct work_struct *work)
@@ -601,14 +653,24 @@ void loop_release_last(struct loop_device *lo)
 	if (!rundown)
 		return;
 
-	/* The bound device's reference could go before the callback runs. */
-	__module_get(THIS_MODULE);
+	/*
+	 * The closer's module reference is still held: count the teardown
+	 * in, then drop the bound device's reference (see
+	 * loop_rundowns_pending).
+	 */
+	atomic_inc(&loop_rundowns_pending);
 	if (!(current->flags & PF_KTHREAD)) {
 		init_task_work(&lo->lo_rundown_twork, loop_rundown_task_work);
+		if (LOOP_TASK_WORK_PINS_MODULE)
+			__module_get(THIS_MODULE);
 		if (!task_work_add(current, &lo->lo_rundown_twork, TWA_RESUME))
-			return;
+			goto out_put;
+		if (LOOP_TASK_WORK_PINS_MODULE)
+			module_put(THIS_MODULE);
 	}
 	queue_work(loop_rundown_wq, &lo->lo_rundown_work);
+out_put:
+	module_put(THIS_MODULE);
 }
 
 /*
@@ -647,8 +709,11 @@ out_unlock:
 	mutex_unlock(&lo->lo_mutex);
 out_global:
 	mutex_unlock(&loop_validate_mutex);
-	if (!err && sole)
-		loop_rundown(lo);
+	if (!err && sole) {
+		loop_rundown(lo, LO_UNBOUND);
+		/* The caller's open keeps the module. */
+		module_put(THIS_MODULE);
+	}
 	return err;
 }
 
@@ -664,7 +729,16 @@ int __init loop_lifecycle_init(void)
 	return loop_rundown_wq ? 0 : -ENOMEM;
 }
 
+/*
+ * Module exit: wait for every pending teardown, then for their callbacks
+ * to have returned (the workqueue drains on destruction). No new teardown
+ * can be scheduled: nothing can open a device of a module going away.
+ * May sleep.
+ */
 void loop_lifecycle_exit(void)
 {
+	wait_var_event(&loop_rundowns_pending,
+		       !atomic_read(&loop_rundowns_pending));
 	destroy_workqueue(loop_rundown_wq);
+	loop_sync_task_work();
 }

@@ -230,8 +230,12 @@ out_free_lo:
 	return err;
 }
 
-/* Delete a device that is in LO_DELETING and hidden. May sleep. */
-static void loop_remove(struct loop_device *lo)
+/*
+ * Delete a device that is in LO_DELETING and hidden. It may still be open:
+ * its openers see a dead disk, and @lo is freed with the disk's last
+ * reference. May sleep.
+ */
+void loop_remove(struct loop_device *lo)
 {
 	int number = lo->lo_number;
 
@@ -303,15 +307,19 @@ static int loop_control_remove(long idx)
 }
 
 /*
- * Remove @lo after its autoclear teardown, if it is still unused. Called
- * with no lock held, from the teardown. May sleep.
+ * Hide @lo for its removal by the autoclear teardown. Returns false if a
+ * LOOP_CTL_REMOVE has claimed it already. Not killable: the teardown may
+ * run for a task that is being killed. May sleep.
  */
-void loop_autoclear_delete(struct loop_device *lo)
+bool loop_claim_device(struct loop_device *lo)
 {
-	struct loop_device *found = loop_claim_for_removal(lo->lo_number);
+	bool claimed;
 
-	if (found == lo)
-		loop_control_remove_device(lo);
+	mutex_lock(&loop_ctl_mutex);
+	claimed = lo->lo_idr_visible;
+	lo->lo_idr_visible = false;
+	mutex_unlock(&loop_ctl_mutex);
+	return claimed;
 }
 
 /* The number of an unbound device, creating one if there is none. */
@@ -430,10 +438,11 @@ static void __exit loop_exit(void)
 	unregister_blkdev(LOOP_MAJOR, "loop");
 	misc_deregister(&loop_misc);
 	/*
-	 * Every bound device, and every pending teardown, holds a module
-	 * reference, so all devices are unbound here and nobody else can
-	 * reach the idr any more.
+	 * Every bound device and every open holds a module reference; a
+	 * pending teardown does not, and may still be running: wait for it.
+	 * Then all devices are unbound and nobody else can reach the idr.
 	 */
+	loop_lifecycle_exit();
 	idr_for_each_entry(&loop_index_idr, lo, id) {
 		mutex_lock(&lo->lo_mutex);
 		loop_set_state(lo, LO_DELETING);
@@ -441,7 +450,6 @@ static void __exit loop_exit(void)
 		loop_remove(lo);
 	}
 	idr_destroy(&loop_index_idr);
-	loop_lifecycle_exit();
 }
 
 module_init(loop_init);
