@@ -10,6 +10,9 @@
 #                     QEMU guests: Debian 6.1, Debian 6.12, debug 6.12
 #   vm                boot a 6.12 guest with the module and run the demo;
 #                     make vm SHELL_VM=1 gives an interactive shell
+#   bench             stock loop.ko against ours, same guest boot, 6.1 and
+#                     6.12: writes bench/results-<kernel>.md (not a test)
+#   prove-races       each race test fails on a driver with its race back
 #   clean
 
 KDIR ?= $(firstword $(wildcard /lib/modules/$(shell uname -r)/build) \
@@ -17,7 +20,7 @@ KDIR ?= $(firstword $(wildcard /lib/modules/$(shell uname -r)/build) \
 PWD := $(CURDIR)
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
 
-.PHONY: module install dkms-install lint selftests check vm clean deps prove-races
+.PHONY: module install dkms-install lint selftests check vm clean deps prove-races bench
 
 module:
 	$(MAKE) -C $(KDIR) M=$(PWD) modules
@@ -49,6 +52,9 @@ check: deps
 
 vm: deps
 	./scripts/vm.sh
+
+bench: deps
+	./scripts/bench.sh
 
 
 clean:

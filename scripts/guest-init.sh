@@ -61,6 +61,8 @@ insmod /lib/modules/loop-rework.ko || verdict "FAIL insmod loop-rework.ko"
 # Stock loop.ko has no version: this one must be ours.
 [ -s /sys/module/loop/version ] || verdict "FAIL the loaded loop is not ours"
 [ -e /dev/loop-control ] || verdict "FAIL no /dev/loop-control"
+# For the host: the guest kernel booted and our module is in.
+echo "LOOP-GUEST-STARTED"
 
 # Scratch filesystem on the virtio disk: a real block-backed filesystem
 # (direct I/O, the umount chain).

@@ -64,7 +64,7 @@ fi
 
 # Selftests and the scripts the guest runs.
 mkdir -p "$root/selftests" "$root/docs"
-cp -r "$top/selftests/build/." "$root/selftests/"
+[ -d "$top/selftests/build" ] && cp -r "$top/selftests/build/." "$root/selftests/"
 cp "$top"/selftests/*.sh "$root/selftests/"
 cp "$top/scripts/guest-init.sh" "$root/init"
 chmod +x "$root/init" "$root"/selftests/*

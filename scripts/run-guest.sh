@@ -15,8 +15,6 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$top/build"
 klog=$top/build/$name.klog
 disk=$top/build/$name.scratch.img
-rm -f "$klog" "$disk"
-truncate -s 1G "$disk"
 
 append="console=ttyS0 loglevel=1 panic=-1 oops=panic rdinit=/init"
 append="$append loop.mode=$mode loop.debug=$debug hung_task_panic=0"
@@ -25,14 +23,38 @@ append="$append loop.mode=$mode loop.debug=$debug hung_task_panic=0"
 
 serial0="-serial stdio"
 [ "$mode" = shell ] && serial0="-serial mon:stdio"
-timeout --foreground "$limit" qemu-system-x86_64 -accel tcg -cpu max \
-	-smp 2 -m 3G -display none -no-reboot $serial0 \
-	-serial "file:$klog" \
-	-drive "if=none,id=scratch,file=$disk,format=raw,cache=unsafe" \
-	-device virtio-blk-pci,drive=scratch \
-	-kernel "$kernel" -initrd "$initrd" -append "$append"
-rc=$?
-rm -f "$disk"
+console=$top/build/$name.console
+boot() {
+	rm -f "$klog"
+	truncate -s 1G "$disk"
+	qemu() {
+		timeout --foreground "$limit" qemu-system-x86_64 -accel tcg \
+			-cpu max -smp 2 -m 3G -display none -no-reboot \
+			$serial0 -serial "file:$klog" \
+			-drive "if=none,id=scratch,file=$disk,format=raw,cache=unsafe" \
+			-device virtio-blk-pci,drive=scratch \
+			-kernel "$kernel" -initrd "$initrd" -append "$append"
+	}
+	if [ "$mode" = shell ]; then
+		qemu
+		rc=$?
+	else
+		qemu | tee "$console"
+		rc=${PIPESTATUS[0]}
+	fi
+	rm -f "$disk"
+}
+# Under TCG, a Debian kernel very rarely dies while booting, before any of
+# our code runs (seen once: an int3 Oops in sched_clock_cpu while patching
+# kernel text). Such a boot is retried, at most twice, and said so; a guest
+# that got as far as loading our module is never retried.
+for attempt in 1 2 3; do
+	boot
+	[ "$mode" = shell ] && break
+	grep -aq 'LOOP-GUEST-STARTED' "$console" && break
+	grep -aqE 'Oops|Kernel panic' "$console" || break
+	echo "# $name: guest kernel crashed while booting, before our module was loaded (attempt $attempt)"
+done
 [ "$rc" = 124 ] && echo "# $name: guest timed out after ${limit}s"
 
 # What counts as a splat: any report of the kernel's checkers.

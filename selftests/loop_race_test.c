@@ -176,6 +176,7 @@ TEST(reattach_after_autoclear_close_never_ebusy)
 struct prober {
 	volatile int n;
 	volatile int stop;
+	volatile int holding;	/* from before open() to after close() */
 	long reads;
 };
 
@@ -185,13 +186,16 @@ static void *probe_loop(void *arg)
 	char buf[4096];
 
 	while (!p->stop) {
-		int fd = lt_open_dev(p->n, O_RDONLY);
+		int fd;
 
-		if (fd < 0)
-			continue;
-		if (pread(fd, buf, sizeof(buf), 0) > 0)
-			p->reads++;
-		close(fd);
+		p->holding = 1;
+		fd = lt_open_dev(p->n, O_RDONLY);
+		if (fd >= 0) {
+			if (pread(fd, buf, sizeof(buf), 0) > 0)
+				p->reads++;
+			close(fd);
+		}
+		p->holding = 0;
 	}
 	return NULL;
 }
@@ -469,8 +473,8 @@ TEST(autoclear_delete_leaves_no_device)
 /*
  * Autoclear-delete with a prober that opens each device as udev's blkid
  * does, also while it is in teardown: the prober's open must not keep the
- * device alive. The last close is then often the prober's, so the check is
- * on the count once the prober has stopped.
+ * device alive. The last close may be the prober's: the device must be
+ * gone once both the test and the prober have closed it.
  */
 TEST(autoclear_delete_vs_prober_leaves_no_device)
 {
@@ -492,6 +496,11 @@ TEST(autoclear_delete_vs_prober_leaves_no_device)
 		}
 		p.n = n;
 		close(fd);
+		while (p.holding)
+			;
+		ASSERT_FALSE(lt_exists("/sys/block/loop%d", n)) {
+			TH_LOG("round %d: loop%d still exists", i, n);
+		}
 		rounds++;
 	}
 	p.stop = 1;
@@ -764,6 +773,7 @@ struct ctl_shared {
 struct ctl_thread {
 	struct ctl_shared *sh;
 	int id;
+	unsigned int gen0[CTL_MAX_DEV];
 };
 
 static void ctl_fail(struct ctl_shared *sh, const char *fmt, int n, int err)
@@ -784,17 +794,25 @@ static void *ctl_attacher(void *arg)
 	long round = 0;
 
 	while (!sh->stop) {
-		int n = lt_get_free(), fd, err, expect = 0;
-		unsigned int g0;
+		int n, fd, err, expect = 0, i;
 
+		/* Generations before GET_FREE: did a competitor come in? */
+		for (i = 0; i < CTL_MAX_DEV; i++)
+			t->gen0[i] = atomic_load(&sh->gen[i]);
+		n = lt_get_free();
 		if (n < 0 || n >= CTL_MAX_DEV) {
 			ctl_fail(sh, "GET_FREE returned %d: %s", n, -n);
 			break;
 		}
-		g0 = atomic_load(&sh->gen[n]);
 		fd = lt_open_dev(n, O_RDWR);
 		if (fd < 0) {
-			if (atomic_load(&sh->added[n])) {
+			/*
+			 * Gone: deleted by our remover, or by autoclear-delete
+			 * after a competitor attached it. Never a device that
+			 * was already on its way out when handed over.
+			 */
+			if (atomic_load(&sh->added[n]) ||
+			    atomic_load(&sh->gen[n]) != t->gen0[n]) {
 				atomic_fetch_add(&sh->gone, 1);
 				continue;
 			}
@@ -808,15 +826,16 @@ static void *ctl_attacher(void *arg)
 		if (err == -EBUSY) {
 			/* Legitimate only if another attacher bound it. */
 			if (ioctl(fd, LOOP_GET_STATUS64, &info) &&
-			    atomic_load(&sh->gen[n]) == g0)
+			    atomic_load(&sh->gen[n]) == t->gen0[n])
 				ctl_fail(sh, "loop%d: EBUSY with no competitor: %s",
 					 n, EBUSY);
 			atomic_fetch_add(&sh->busy, 1);
 			close(fd);
 			continue;
 		}
-		if (err == -ENXIO && atomic_load(&sh->added[n])) {
-			/* The remover deleted it under us. */
+		if (err == -ENXIO && (atomic_load(&sh->added[n]) ||
+				      atomic_load(&sh->gen[n]) != t->gen0[n])) {
+			/* Deleted under us, as above. */
 			atomic_fetch_add(&sh->gone, 1);
 			close(fd);
 			continue;
@@ -892,7 +911,7 @@ TEST(loop_control_from_many_threads_vs_attach_detach)
 	sh->stop = 1;
 	for (i = 0; i <= CTL_ATTACHERS; i++)
 		pthread_join(thr[i], NULL);
-	TH_LOG("%ld attaches, %ld EBUSY with a competitor, %ld taken by the remover, %ld removes",
+	TH_LOG("%ld attaches, %ld EBUSY with a competitor, %ld deleted under the attacher, %ld removes",
 	       atomic_load(&sh->attaches), atomic_load(&sh->busy),
 	       atomic_load(&sh->gone), atomic_load(&sh->removes));
 	ASSERT_EQ(0, sh->failure[0]) {

@@ -21,6 +21,7 @@
  *      +------------------+------------ teardown done <----------+
  *      |
  *      +--LOOP_CTL_REMOVE, module unload--> deleting (then freed)
+ *   rundown --teardown done, LO_FLAGS_AUTOCLEAR_DELETE--> deleting
  *
  *   LO_UNBOUND	no backing file. Attach may bind it; LOOP_CTL_GET_FREE may
  *		hand it out; LOOP_CTL_REMOVE may delete it.
@@ -31,6 +32,8 @@
  *		moves the device on, to LO_UNBOUND. Attach and LOOP_CTL_REMOVE
  *		wait for that (killably); LOOP_CTL_GET_FREE skips the device.
  *   LO_DELETING the device is being removed; nothing may use it any more.
+ *		Openers may still hold it (autoclear-delete removes a device
+ *		that a prober opened): every ioctl refuses it.
  *
  * Lock order (outermost first)
  * ----------------------------

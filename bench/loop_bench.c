@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Loop driver benchmarks that fio cannot run, through the standard ABI
+ * only, so that the stock loop.ko and ours are measured the same way:
+ *
+ *   loop_bench churn THREADS SECONDS FILE
+ *	attach/detach cycles: LOOP_CTL_GET_FREE, open, LOOP_CONFIGURE with
+ *	autoclear, read a block, close. Prints cycles per second, close()
+ *	latency p50/p99 and the attempts that failed with EBUSY.
+ *   loop_bench scale TOTAL REPS FILE
+ *	make TOTAL devices exist (every tenth bound), then time REPS rounds of
+ *	LOOP_CTL_GET_FREE + attach + detach; prints the median, and the kernel
+ *	memory (slab + vmalloc + percpu) per idle device created. Removes
+ *	what it created.
+ * Output: "name value" lines.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/loop.h>
+
+static const char *backing;
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int ctl(unsigned long cmd, long arg)
+{
+	int fd = open("/dev/loop-control", O_RDWR | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = ioctl(fd, cmd, arg);
+	if (ret < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+static int open_dev(int n)
+{
+	char path[32];
+
+	snprintf(path, sizeof(path), "/dev/loop%d", n);
+	return open(path, O_RDWR | O_CLOEXEC);
+}
+
+/* LOOP_CONFIGURE @devfd over the backing file; 0 or -errno. */
+static int configure(int devfd, __u32 flags)
+{
+	struct loop_config cfg;
+	int fd = open(backing, O_RDWR | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.fd = fd;
+	cfg.info.lo_flags = flags;
+	ret = ioctl(devfd, LOOP_CONFIGURE, &cfg) ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
+/* churn */
+#define MAX_SAMPLES 200000
+
+struct churner {
+	pthread_t thr;
+	double end;
+	long cycles, ebusy, errors;
+	double *close_us;
+	long nclose;
+};
+
+static void *churn_loop(void *arg)
+{
+	struct churner *c = arg;
+	char buf[4096];
+
+	while (now_us() < c->end) {
+		int n = ctl(LOOP_CTL_GET_FREE, 0), fd, err;
+		double t;
+
+		if (n < 0) {
+			c->errors++;
+			continue;
+		}
+		fd = open_dev(n);
+		if (fd < 0) {
+			c->errors++;
+			continue;
+		}
+		err = configure(fd, LO_FLAGS_AUTOCLEAR);
+		if (err) {
+			if (err == -EBUSY)
+				c->ebusy++;
+			else
+				c->errors++;
+			close(fd);
+			continue;
+		}
+		if (pread(fd, buf, sizeof(buf), 0) != sizeof(buf))
+			c->errors++;
+		t = now_us();
+		close(fd);
+		if (c->nclose < MAX_SAMPLES)
+			c->close_us[c->nclose++] = now_us() - t;
+		c->cycles++;
+	}
+	return NULL;
+}
+
+static int churn(int threads, double seconds)
+{
+	struct churner *c = calloc(threads, sizeof(*c));
+	double start = now_us(), *all;
+	long cycles = 0, ebusy = 0, errors = 0, n = 0;
+	int i;
+
+	for (i = 0; i < threads; i++) {
+		c[i].end = start + seconds * 1e6;
+		c[i].close_us = malloc(MAX_SAMPLES * sizeof(double));
+		pthread_create(&c[i].thr, NULL, churn_loop, &c[i]);
+	}
+	for (i = 0; i < threads; i++) {
+		pthread_join(c[i].thr, NULL);
+		cycles += c[i].cycles;
+		ebusy += c[i].ebusy;
+		errors += c[i].errors;
+		n += c[i].nclose;
+	}
+	all = malloc((n + 1) * sizeof(double));
+	n = 0;
+	for (i = 0; i < threads; i++) {
+		memcpy(all + n, c[i].close_us, c[i].nclose * sizeof(double));
+		n += c[i].nclose;
+	}
+	qsort(all, n, sizeof(double), cmp_double);
+	printf("cycles_per_s %.1f\n", cycles / ((now_us() - start) / 1e6));
+	printf("close_p50_us %.0f\n", n ? all[n / 2] : 0);
+	printf("close_p99_us %.0f\n", n ? all[n * 99 / 100] : 0);
+	printf("ebusy %ld\n", ebusy);
+	printf("errors %ld\n", errors);
+	return errors ? 1 : 0;
+}
+
+/* scale */
+static long meminfo_kib(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char key[64];
+	long val, sum = 0;
+
+	while (f && fscanf(f, "%63s %ld kB\n", key, &val) == 2)
+		if (!strcmp(key, "Slab:") || !strcmp(key, "VmallocUsed:") ||
+		    !strcmp(key, "Percpu:"))
+			sum += val;
+	if (f)
+		fclose(f);
+	return sum;
+}
+
+static void drop_caches(void)
+{
+	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+
+	sync();
+	if (fd >= 0) {
+		if (write(fd, "3", 1) != 1)
+			perror("drop_caches");
+		close(fd);
+	}
+}
+
+static int scale(int total, int reps)
+{
+	int *created = calloc(total, sizeof(int)), ncreated = 0, i, n;
+	double *lat = calloc(reps, sizeof(double));
+	long mem0, mem1;
+	int failed = 0;
+
+	drop_caches();
+	mem0 = meminfo_kib();
+	while (1) {
+		n = ctl(LOOP_CTL_ADD, -1);
+		if (n < 0) {
+			fprintf(stderr, "LOOP_CTL_ADD: %s\n", strerror(-n));
+			return 1;
+		}
+		created[ncreated++] = n;
+		if (n >= total - 1 || ncreated >= total)
+			break;
+	}
+	drop_caches();
+	mem1 = meminfo_kib();
+	printf("idle_device_kib %.2f\n", (double)(mem1 - mem0) / ncreated);
+	/* Mixed: bind every tenth device, from the lowest. */
+	for (i = 0; i < total; i += 10) {
+		int fd = open_dev(i);
+
+		if (fd < 0 || configure(fd, 0))
+			failed++;
+		if (fd >= 0)
+			close(fd);
+	}
+	for (i = 0; i < reps; i++) {
+		double t = now_us();
+		int fd, err;
+
+		n = ctl(LOOP_CTL_GET_FREE, 0);
+		fd = n < 0 ? -1 : open_dev(n);
+		err = fd < 0 ? -1 : configure(fd, 0);
+		if (!err)
+			err = ioctl(fd, LOOP_CLR_FD);
+		if (fd >= 0)
+			close(fd);
+		lat[i] = now_us() - t;
+		if (err)
+			failed++;
+	}
+	qsort(lat, reps, sizeof(double), cmp_double);
+	printf("cycle_us %.0f\n", lat[reps / 2]);
+	for (i = 0; i < total; i += 10) {
+		int fd = open_dev(i);
+
+		if (fd >= 0) {
+			ioctl(fd, LOOP_CLR_FD);
+			close(fd);
+		}
+	}
+	for (i = 0; i < ncreated; i++)
+		ctl(LOOP_CTL_REMOVE, created[i]);
+	printf("failures %d\n", failed);
+	return failed ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 5 && !strcmp(argv[1], "churn")) {
+		backing = argv[4];
+		return churn(atoi(argv[2]), atof(argv[3]));
+	}
+	if (argc == 5 && !strcmp(argv[1], "scale")) {
+		backing = argv[4];
+		return scale(atoi(argv[2]), atoi(argv[3]));
+	}
+	fprintf(stderr, "usage: %s churn THREADS SECONDS FILE | scale TOTAL REPS FILE\n",
+		argv[0]);
+	return 2;
+}

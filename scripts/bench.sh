@@ -1,0 +1,41 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make bench: not a test. For Debian's 6.1 and 6.12 kernels, boot one guest
+# that measures the kernel's stock loop.ko and ours alternately in the same
+# boot (bench/guest-bench.sh), then write the medians and ratios to
+# bench/results-<kernel>.md and print them.
+#   BENCH_KERNELS="deb-6.1 deb-6.12"	which kernels
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 1
+. scripts/kernels.sh
+mkdir -p build/bench
+gcc -Wall -O2 -pthread -static -Iinclude/uapi -o build/bench/loop_bench \
+	bench/loop_bench.c || exit 1
+
+guests="deb-6.1 $KDIR_61 $KVER_61
+deb-6.12 $KDIR_612 $KVER_612"
+want=${BENCH_KERNELS:-deb-6.1 deb-6.12}
+status=0
+while read -r name kdir kver; do
+	case " $want " in *" $name "*) ;; *) continue ;; esac
+	dir=build/bench-$name
+	rm -rf "$dir"
+	mkdir -p "$dir/src"
+	cp -r Kbuild Makefile dkms.conf drivers include "$dir/src/"
+	make -s -C "$kdir" M="$top/$dir/src" modules > "$dir/build.log" 2>&1 ||
+		{ cat "$dir/build.log"; exit 1; }
+	stock=$(ls /lib/modules/"$kver"/kernel/drivers/block/loop.ko* | head -n 1)
+	[ -f "$stock" ] || { echo "no stock loop.ko for $kver"; exit 1; }
+	./scripts/mkinitramfs.sh "$dir/initrd.gz" "$kver" "$dir/src/loop.ko" "$stock"
+	echo "# bench guest $name ($kver): this takes a while"
+	./scripts/run-guest.sh "bench-$name" "/boot/vmlinuz-$kver" \
+		"$dir/initrd.gz" bench 0 5400 </dev/null | tr -d '\r' > "$dir/console"
+	tail -n 1 "$dir/console"
+	grep -q '^ok - ' "$dir/console" || { status=1; continue; }
+	grep '^RESULT ' "$dir/console" |
+		./scripts/bench-table.awk -v kernel="$kver" > "bench/results-$name.md"
+	cat "bench/results-$name.md"
+done <<< "$guests"
+exit "$status"
