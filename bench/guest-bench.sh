@@ -6,10 +6,14 @@
 # measure I/O with fio, attach/detach churn and scale. Raw fio on the
 # backing files gives the physical limit. Prints "RESULT metric driver value"
 # lines; scripts/bench.sh on the host takes the medians and writes the table.
-#   BENCH_ROUNDS (3), BENCH_RUNTIME (seconds per fio job, 2)
+#   BENCH_ROUNDS (3), BENCH_RUNTIME (seconds per fio job, 2),
+#   BENCH_SCALE (device counts for the scale test, "100,1000,10000"),
+#   BENCH_PARTS (what to run, "io,churn,scale")
 set -u
+parts=",${BENCH_PARTS:-io,churn,scale},"
 rounds=${BENCH_ROUNDS:-3}
 runtime=${BENCH_RUNTIME:-2}
+scales=$(echo "${BENCH_SCALE:-100,1000,10000}" | tr , ' ')
 size=256M
 bench=$(dirname "$0")
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -75,11 +79,11 @@ raw_round() {
 
 other_round() {
 	local drv=$1 t n
-	for t in 1 4 16; do
+	[ "${parts#*,churn,}" != "$parts" ] && for t in 1 4 16; do
 		"$bench/loop_bench" churn $t 3 /tmp/churn.img </dev/null |
 		while read -r k v; do result "churn:$t:$k $drv $v"; done
 	done
-	for n in 100 1000 10000; do
+	[ "${parts#*,scale,}" != "$parts" ] && for n in $scales; do
 		"$bench/loop_bench" scale $n 50 /tmp/churn.img </dev/null |
 		while read -r k v; do result "scale:$n:$k $drv $v"; done
 	done
@@ -87,13 +91,13 @@ other_round() {
 
 for r in $(seq 1 "$rounds"); do
 	echo "# round $r"
-	raw_round
+	[ "${parts#*,io,}" != "$parts" ] && raw_round
 	order="stock rework"
 	[ $((r % 2)) = 0 ] && order="rework stock"
 	for drv in $order; do
 		load "$drv"
 		echo "# round $r: $drv"
-		io_round "$drv"
+		[ "${parts#*,io,}" != "$parts" ] && io_round "$drv"
 		other_round "$drv"
 	done
 done

@@ -6,6 +6,9 @@
 # boot (bench/guest-bench.sh), then write the medians and ratios to
 # bench/results-<kernel>.md and print them.
 #   BENCH_KERNELS="deb-6.1 deb-6.12"	which kernels
+#   BENCH_ROUNDS=3 BENCH_RUNTIME=2 BENCH_SCALE=100,1000,10000
+#   BENCH_PARTS=io,churn,scale		see
+#					bench/guest-bench.sh
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
@@ -31,7 +34,10 @@ while read -r name kdir kver; do
 	./scripts/mkinitramfs.sh "$dir/initrd.gz" "$kver" "$dir/src/loop.ko" "$stock"
 	echo "# bench guest $name ($kver): this takes a while"
 	./scripts/run-guest.sh "bench-$name" "/boot/vmlinuz-$kver" \
-		"$dir/initrd.gz" bench 0 5400 </dev/null | tr -d '\r' > "$dir/console"
+		"$dir/initrd.gz" bench 0 5400 "bench.rounds=${BENCH_ROUNDS:-3}" \
+		"bench.runtime=${BENCH_RUNTIME:-2}" \
+		"bench.scale=${BENCH_SCALE:-100,1000,10000}" \
+		"bench.parts=${BENCH_PARTS:-io,churn,scale}" </dev/null | tr -d '\r' > "$dir/console"
 	tail -n 1 "$dir/console"
 	grep -q '^ok - ' "$dir/console" || { status=1; continue; }
 	grep '^RESULT ' "$dir/console" |

@@ -6,7 +6,10 @@
 #   loop.mode=demo	load our loop.ko, run the demo
 #   loop.mode=race	load our loop.ko, run the race tests only
 #   loop.test=A,B	race mode: run only the race tests A and B
+#   bench.rounds=N bench.runtime=S bench.scale="100 1000 10000"
+#			bench mode: see bench/guest-bench.sh
 #   loop.mode=shell	load our loop.ko, give a shell on the console
+#   loop.mode=bench	run the benchmarks (stock loop.ko against ours)
 #   loop.debug=1	the kernel has kmemleak: scan it at the end
 # TAP goes to the console (ttyS0). The kernel log and the verdict
 # ("LOOP-GUEST-RESULT: PASS" or "... FAIL <why>") go to ttyS1.
@@ -30,6 +33,10 @@ for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	loop.mode=*) mode=${arg#loop.mode=} ;;
 	loop.debug=*) debug=${arg#loop.debug=} ;;
+	bench.rounds=*) export BENCH_ROUNDS=${arg#bench.rounds=} ;;
+	bench.runtime=*) export BENCH_RUNTIME=${arg#bench.runtime=} ;;
+	bench.scale=*) export BENCH_SCALE=${arg#bench.scale=} ;;
+	bench.parts=*) export BENCH_PARTS=${arg#bench.parts=} ;;
 	loop.test=*)
 		for t in $(echo "${arg#loop.test=}" | tr , ' '); do
 			only="$only -t $t"
@@ -86,6 +93,10 @@ demo)
 	;;
 race)
 	/selftests/loop_race_test $only
+	rc=$?
+	;;
+bench)
+	/usr/bin/bash /bench/guest-bench.sh
 	rc=$?
 	;;
 *)

@@ -66,6 +66,10 @@ fi
 mkdir -p "$root/selftests" "$root/docs"
 [ -d "$top/selftests/build" ] && cp -r "$top/selftests/build/." "$root/selftests/"
 cp "$top"/selftests/*.sh "$root/selftests/"
+if [ -x "$top/build/bench/loop_bench" ]; then
+	mkdir -p "$root/bench"
+	cp "$top/build/bench/loop_bench" "$top/bench/guest-bench.sh" "$root/bench/"
+fi
 cp "$top/scripts/guest-init.sh" "$root/init"
 chmod +x "$root/init" "$root"/selftests/*
 
