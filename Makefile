@@ -11,13 +11,15 @@
 #   vm                boot a 6.12 guest with the module and run the demo;
 #                     make vm SHELL_VM=1 gives an interactive shell
 #   bench             stock loop.ko against ours, same guest boot, 6.1 and
-#                     6.12: writes bench/results-<kernel>.md (not a test)
+#                     6.12: writes bench/results-<kernel>.md (not a test);
+#                     BENCH_PARALLEL=1 boots both guests at once
 #   prove-races       each race test fails on a driver with its race back
 #   clean
 
 KDIR ?= $(firstword $(wildcard /lib/modules/$(shell uname -r)/build) \
 	$(lastword $(sort $(wildcard /usr/src/linux-headers-*[0-9]-amd64))))
 PWD := $(CURDIR)
+BENCH_PARALLEL ?= 0
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
 
 .PHONY: module install dkms-install lint selftests check vm clean deps prove-races bench
@@ -54,7 +56,7 @@ vm: deps
 	./scripts/vm.sh
 
 bench: deps
-	./scripts/bench.sh
+	BENCH_PARALLEL=$(BENCH_PARALLEL) ./scripts/bench.sh
 
 
 clean:
