@@ -14,17 +14,10 @@
  *	what it created.
  * Output: "name value" lines.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
+#include "../selftests/loop_test_util.h"
+
 #include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
-#include <unistd.h>
-#include <linux/loop.h>
 
 static const char *backing;
 
@@ -43,41 +36,10 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int ctl(unsigned long cmd, long arg)
-{
-	int fd = open("/dev/loop-control", O_RDWR | O_CLOEXEC), ret;
-
-	if (fd < 0)
-		return -errno;
-	ret = ioctl(fd, cmd, arg);
-	if (ret < 0)
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
-static int open_dev(int n)
-{
-	char path[32];
-
-	snprintf(path, sizeof(path), "/dev/loop%d", n);
-	return open(path, O_RDWR | O_CLOEXEC);
-}
-
 /* LOOP_CONFIGURE @devfd over the backing file; 0 or -errno. */
 static int configure(int devfd, __u32 flags)
 {
-	struct loop_config cfg;
-	int fd = open(backing, O_RDWR | O_CLOEXEC), ret;
-
-	if (fd < 0)
-		return -errno;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.fd = fd;
-	cfg.info.lo_flags = flags;
-	ret = ioctl(devfd, LOOP_CONFIGURE, &cfg) ? -errno : 0;
-	close(fd);
-	return ret;
+	return lt_configure(devfd, backing, O_RDWR, flags, 0, 0, 0);
 }
 
 /* churn */
@@ -97,14 +59,14 @@ static void *churn_loop(void *arg)
 	char buf[4096];
 
 	while (now_us() < c->end) {
-		int n = ctl(LOOP_CTL_GET_FREE, 0), fd, err;
+		int n = lt_get_free(), fd, err;
 		double t;
 
 		if (n < 0) {
 			c->errors++;
 			continue;
 		}
-		fd = open_dev(n);
+		fd = lt_open_dev(n, O_RDWR);
 		if (fd < 0) {
 			c->errors++;
 			continue;
@@ -201,7 +163,7 @@ static int scale(int total, int reps)
 	drop_caches();
 	mem0 = meminfo_kib();
 	while (1) {
-		n = ctl(LOOP_CTL_ADD, -1);
+		n = lt_ctl(LOOP_CTL_ADD, -1);
 		if (n < 0) {
 			fprintf(stderr, "LOOP_CTL_ADD: %s\n", strerror(-n));
 			return 1;
@@ -215,7 +177,7 @@ static int scale(int total, int reps)
 	printf("idle_device_kib %.2f\n", (double)(mem1 - mem0) / ncreated);
 	/* Mixed: bind every tenth device, from the lowest. */
 	for (i = 0; i < total; i += 10) {
-		int fd = open_dev(i);
+		int fd = lt_open_dev(i, O_RDWR);
 
 		if (fd < 0 || configure(fd, 0))
 			failed++;
@@ -226,8 +188,8 @@ static int scale(int total, int reps)
 		double t = now_us();
 		int fd, err;
 
-		n = ctl(LOOP_CTL_GET_FREE, 0);
-		fd = n < 0 ? -1 : open_dev(n);
+		n = lt_get_free();
+		fd = n < 0 ? -1 : lt_open_dev(n, O_RDWR);
 		err = fd < 0 ? -1 : configure(fd, 0);
 		if (!err)
 			err = ioctl(fd, LOOP_CLR_FD);
@@ -240,7 +202,7 @@ static int scale(int total, int reps)
 	qsort(lat, reps, sizeof(double), cmp_double);
 	printf("cycle_us %.0f\n", lat[reps / 2]);
 	for (i = 0; i < total; i += 10) {
-		int fd = open_dev(i);
+		int fd = lt_open_dev(i, O_RDWR);
 
 		if (fd >= 0) {
 			ioctl(fd, LOOP_CLR_FD);
@@ -248,7 +210,7 @@ static int scale(int total, int reps)
 		}
 	}
 	for (i = 0; i < ncreated; i++)
-		ctl(LOOP_CTL_REMOVE, created[i]);
+		lt_ctl(LOOP_CTL_REMOVE, created[i]);
 	printf("failures %d\n", failed);
 	return failed ? 1 : 0;
 }

@@ -246,44 +246,64 @@ static int loop_validate_file(struct file *file, struct block_device *bdev)
 	return 0;
 }
 
-/* A backing file must read, and write too if it was opened for writing. */
-static int loop_check_backing_file(struct file *file)
+/*
+ * The file @fd that attach or LOOP_CHANGE_FD is asked to use, with a
+ * reference: it must read, and write too if it was opened for writing.
+ */
+static struct file *loop_get_backing_file(unsigned int fd)
 {
-	if (!file->f_op->read_iter)
-		return -EINVAL;
-	if ((file->f_mode & FMODE_WRITE) && !file->f_op->write_iter)
-		return -EINVAL;
-	return 0;
+	struct file *file = fget(fd);
+
+	if (!file)
+		return ERR_PTR(-EBADF);
+	if (!file->f_op->read_iter ||
+	    ((file->f_mode & FMODE_WRITE) && !file->f_op->write_iter)) {
+		fput(file);
+		return ERR_PTR(-EINVAL);
+	}
+	return file;
 }
 
-/* Take loop_validate_mutex if @global, then lo_mutex; no pending teardown. */
+/* Take loop_validate_mutex if @global, then lo_mutex; killable. */
+static int loop_lock(struct loop_device *lo, bool global)
+{
+	int err;
+
+	if (global) {
+		err = mutex_lock_killable(&loop_validate_mutex);
+		if (err)
+			return err;
+	}
+	err = mutex_lock_killable(&lo->lo_mutex);
+	if (err && global)
+		mutex_unlock(&loop_validate_mutex);
+	return err;
+}
+
+static void loop_unlock(struct loop_device *lo, bool global)
+{
+	mutex_unlock(&lo->lo_mutex);
+	if (global)
+		mutex_unlock(&loop_validate_mutex);
+}
+
+/* loop_lock(), once no teardown is pending on @lo. */
 static int loop_lock_for_binding(struct loop_device *lo, bool global)
 {
 	int err;
 
 	for (;;) {
-		if (global) {
-			err = mutex_lock_killable(&loop_validate_mutex);
-			if (err)
-				return err;
-		}
-		err = mutex_lock_killable(&lo->lo_mutex);
+		err = loop_lock(lo, global);
 		if (err)
-			goto out_global;
+			return err;
 		if (lo->lo_state != LO_RUNDOWN)
 			return 0;
-		mutex_unlock(&lo->lo_mutex);
-		if (global)
-			mutex_unlock(&loop_validate_mutex);
+		loop_unlock(lo, global);
 		err = wait_event_killable(lo->lo_state_wq,
 					  READ_ONCE(lo->lo_state) != LO_RUNDOWN);
 		if (err)
 			return err;
 	}
-out_global:
-	if (global)
-		mutex_unlock(&loop_validate_mutex);
-	return err;
 }
 
 /*
@@ -293,13 +313,6 @@ out_global:
 int loop_wait_rundown(struct loop_device *lo)
 {
 	return loop_lock_for_binding(lo, false);
-}
-
-static void loop_unlock_for_binding(struct loop_device *lo, bool global)
-{
-	mutex_unlock(&lo->lo_mutex);
-	if (global)
-		mutex_unlock(&loop_validate_mutex);
 }
 
 /* Make @file the backing file, keeping its page cache out of our I/O. */
@@ -359,12 +372,9 @@ int loop_configure(struct loop_device *lo, loop_mode_t mode,
 	if (err)
 		return err;
 
-	file = fget(config->fd);
-	if (!file)
-		return -EBADF;
-	err = loop_check_backing_file(file);
-	if (err)
-		goto out_putf;
+	file = loop_get_backing_file(config->fd);
+	if (IS_ERR(file))
+		return PTR_ERR(file);
 	is_loop = is_loop_device(file);
 
 	/* Without an exclusive open, claim the device for the attach. */
@@ -449,7 +459,7 @@ out_unbind:
 	loop_apply_info(lo, &(struct loop_info64){});
 	loop_set_flags(lo, 0);
 out_unlock:
-	loop_unlock_for_binding(lo, is_loop);
+	loop_unlock(lo, is_loop);
 out_claim:
 	if (!(mode & LOOP_MODE_EXCL))
 		bd_abort_claiming(bdev, loop_configure);
@@ -470,12 +480,9 @@ int loop_change_fd(struct loop_device *lo, struct block_device *bdev,
 	bool is_loop;
 	int err;
 
-	file = fget(fd);
-	if (!file)
-		return -EBADF;
-	err = loop_check_backing_file(file);
-	if (err)
-		goto out_putf;
+	file = loop_get_backing_file(fd);
+	if (IS_ERR(file))
+		return PTR_ERR(file);
 	is_loop = is_loop_device(file);
 	err = loop_lock_for_binding(lo, is_loop);
 	if (err)
@@ -522,7 +529,7 @@ int loop_change_fd(struct loop_device *lo, struct block_device *bdev,
 	return 0;
 
 out_unlock:
-	loop_unlock_for_binding(lo, is_loop);
+	loop_unlock(lo, is_loop);
 out_putf:
 	fput(file);
 	return err;
@@ -686,12 +693,9 @@ int loop_clr_fd(struct loop_device *lo, struct block_device *bdev)
 	bool sole = false;
 	int err;
 
-	err = mutex_lock_killable(&loop_validate_mutex);
+	err = loop_lock(lo, true);
 	if (err)
 		return err;
-	err = mutex_lock_killable(&lo->lo_mutex);
-	if (err)
-		goto out_global;
 	if (lo->lo_state != LO_BOUND) {
 		err = -ENXIO;
 		goto out_unlock;
@@ -706,9 +710,7 @@ int loop_clr_fd(struct loop_device *lo, struct block_device *bdev)
 	spin_unlock(&lo->lo_state_lock);
 	mutex_unlock(&lo->lo_disk->open_mutex);
 out_unlock:
-	mutex_unlock(&lo->lo_mutex);
-out_global:
-	mutex_unlock(&loop_validate_mutex);
+	loop_unlock(lo, true);
 	if (!err && sole) {
 		loop_rundown(lo, LO_UNBOUND);
 		/* The caller's open keeps the module. */

@@ -286,6 +286,16 @@ out_visible:
 	return err;
 }
 
+/* Hide @lo if it is visible; returns whether it was. */
+static bool loop_hide(struct loop_device *lo)
+{
+	lockdep_assert_held(&loop_ctl_mutex);
+	if (!lo->lo_idr_visible)
+		return false;
+	lo->lo_idr_visible = false;
+	return true;
+}
+
 /* Find visible device @idx and hide it. Caller removes or unhides it. */
 static struct loop_device *loop_claim_for_removal(int idx)
 {
@@ -296,10 +306,8 @@ static struct loop_device *loop_claim_for_removal(int idx)
 	if (err)
 		return ERR_PTR(err);
 	lo = idr_find(&loop_index_idr, idx);
-	if (!lo || !lo->lo_idr_visible)
+	if (!lo || !loop_hide(lo))
 		lo = ERR_PTR(-ENODEV);
-	else
-		lo->lo_idr_visible = false;
 	mutex_unlock(&loop_ctl_mutex);
 	return lo;
 }
@@ -326,8 +334,7 @@ bool loop_claim_device(struct loop_device *lo)
 	bool claimed;
 
 	mutex_lock(&loop_ctl_mutex);
-	claimed = lo->lo_idr_visible;
-	lo->lo_idr_visible = false;
+	claimed = loop_hide(lo);
 	mutex_unlock(&loop_ctl_mutex);
 	return claimed;
 }
