@@ -65,11 +65,34 @@
 #include <linux/workqueue.h>
 #include <uapi/linux/loop.h>
 
+struct loop_device;
+
 enum loop_state {
 	LO_UNBOUND,
 	LO_BOUND,
 	LO_RUNDOWN,
 	LO_DELETING,
+};
+
+/**
+ * struct loop_worker - runs the requests of one block cgroup, in order
+ * @node:	in lo_workers (not the root worker)
+ * @work:	drains @cmds on the device's workqueue
+ * @cmds:	requests waiting for this worker
+ * @scheduled:	@work is queued or running and will look at @cmds again
+ * @blkcg_css:	the cgroup, with a reference; NULL for the root worker
+ * @lo:		the device
+ *
+ * A worker other than the root one frees itself when it finds @cmds empty;
+ * it is found, created and scheduled under lo_work_lock only.
+ */
+struct loop_worker {
+	struct list_head		node;
+	struct work_struct		work;
+	struct list_head		cmds;
+	bool				scheduled;
+	struct cgroup_subsys_state	*blkcg_css;
+	struct loop_device		*lo;
 };
 
 /**
@@ -112,6 +135,10 @@ struct loop_device {
 	bool			lo_idr_visible;
 
 	struct workqueue_struct	*lo_workqueue;	/* I/O workers; lo_mutex */
+	/* Protects lo_workers and every worker's request list and flag. */
+	spinlock_t		lo_work_lock;
+	struct list_head	lo_workers;	/* workers of other cgroups */
+	struct loop_worker	lo_root_worker;	/* root cgroup, never freed */
 	struct blk_mq_tag_set	lo_tag_set;
 	struct gendisk		*lo_disk;
 	struct request_queue	*lo_queue;
@@ -119,7 +146,7 @@ struct loop_device {
 
 /**
  * struct loop_cmd - per-request data, allocated by blk-mq with the request
- * @work:	runs the request on the device's workqueue
+ * @node:	in a worker's request list
  * @iocb:	the read or write on the backing file
  * @bvec:	bvec array for requests of several bios, else NULL
  * @ref:	async I/O only: submitter and completion each hold one
@@ -129,7 +156,7 @@ struct loop_device {
  * @memcg_css:	memory cgroup for page cache charges, with a reference, or NULL
  */
 struct loop_cmd {
-	struct work_struct		work;
+	struct list_head		node;
 	struct kiocb			iocb;
 	struct bio_vec			*bvec;
 	atomic_t			ref;
@@ -168,6 +195,7 @@ void loop_lifecycle_exit(void);
 
 /* loop_io.c */
 extern const struct blk_mq_ops loop_mq_ops;
+void loop_init_workers(struct loop_device *lo);
 
 /* loop_ioctl.c */
 int lo_ioctl(struct block_device *bdev, loop_mode_t mode, unsigned int cmd,

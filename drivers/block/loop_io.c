@@ -2,10 +2,10 @@
 /*
  * Loop block device: the I/O path.
  *
- * blk-mq hands each request to loop_queue_rq(), which queues it on the
- * device's unbound workqueue; the work item issues the read or write on the
- * backing file through ->read_iter/->write_iter, directly over the
- * request's pages (no copy):
+ * blk-mq hands each request to loop_queue_rq(), which queues it for the
+ * worker of its block cgroup on the device's unbound workqueue; the worker
+ * issues the reads and writes on the backing file in order, through
+ * ->read_iter/->write_iter, directly over the request's pages (no copy):
  *
  *  - buffered I/O waits for the call in the worker, then completes;
  *  - direct I/O submits an asynchronous kiocb, and the request completes
@@ -176,12 +176,10 @@ static long loop_do_request(struct loop_device *lo, struct loop_cmd *cmd)
 	}
 }
 
-/* Work item of one request: runs in the device's workqueue. */
-static void loop_workfn(struct work_struct *work)
+/* Run one request in a worker, charged to the cgroups it came from. */
+static void loop_handle_cmd(struct loop_device *lo, struct loop_cmd *cmd)
 {
-	struct loop_cmd *cmd = container_of(work, struct loop_cmd, work);
 	struct request *rq = blk_mq_rq_from_pdu(cmd);
-	struct loop_device *lo = rq->q->queuedata;
 	struct mem_cgroup *old_memcg = NULL;
 	unsigned int noio, old_flags;
 	long ret;
@@ -219,6 +217,120 @@ static void loop_workfn(struct work_struct *work)
 	}
 }
 
+/*
+ * A worker drains its list in order: one context per cgroup issuing the
+ * requests one after the other costs less than a context per request
+ * contending for the backing file, and one cgroup's stalled writes do not
+ * hold up another's.
+ */
+static void loop_workfn(struct work_struct *work)
+{
+	struct loop_worker *worker = container_of(work, struct loop_worker,
+						  work);
+	struct loop_device *lo = worker->lo;
+	struct loop_cmd *cmd;
+
+	for (;;) {
+		spin_lock_irq(&lo->lo_work_lock);
+		cmd = list_first_entry_or_null(&worker->cmds, struct loop_cmd,
+					       node);
+		if (!cmd)
+			break;
+		list_del(&cmd->node);
+		spin_unlock_irq(&lo->lo_work_lock);
+		loop_handle_cmd(lo, cmd);
+		cond_resched();
+	}
+	/* Nothing left: the next request schedules the worker again. */
+	worker->scheduled = false;
+	if (worker == &lo->lo_root_worker) {
+		spin_unlock_irq(&lo->lo_work_lock);
+		return;
+	}
+	/* No longer findable, and @work is not queued: free it. */
+	list_del(&worker->node);
+	spin_unlock_irq(&lo->lo_work_lock);
+	css_put(worker->blkcg_css);
+	kfree(worker);
+}
+
+static void loop_init_worker(struct loop_worker *worker,
+			     struct loop_device *lo,
+			     struct cgroup_subsys_state *blkcg_css)
+{
+	INIT_LIST_HEAD(&worker->node);
+	INIT_WORK(&worker->work, loop_workfn);
+	INIT_LIST_HEAD(&worker->cmds);
+	worker->blkcg_css = blkcg_css;
+	worker->lo = lo;
+}
+
+void loop_init_workers(struct loop_device *lo)
+{
+	spin_lock_init(&lo->lo_work_lock);
+	INIT_LIST_HEAD(&lo->lo_workers);
+	loop_init_worker(&lo->lo_root_worker, lo, NULL);
+}
+
+static struct loop_worker *loop_find_worker(struct loop_device *lo,
+					    struct cgroup_subsys_state *css)
+{
+	struct loop_worker *worker;
+
+	lockdep_assert_held(&lo->lo_work_lock);
+	if (!css)
+		return &lo->lo_root_worker;
+	list_for_each_entry(worker, &lo->lo_workers, node)
+		if (worker->blkcg_css == css)
+			return worker;
+	return NULL;
+}
+
+/*
+ * Hand @cmd to the worker of its block cgroup, creating one if needed.
+ * Without memory for a new worker, the root worker serves it: the request
+ * is still charged to its cgroups, only not isolated from others.
+ */
+static void loop_queue_cmd(struct loop_device *lo, struct loop_cmd *cmd)
+{
+	struct cgroup_subsys_state *css = cmd->blkcg_css;
+	struct loop_worker *worker, *new = NULL;
+
+	/* The root cgroup's requests go to the root worker. */
+	if (css && !css->parent)
+		css = NULL;
+	spin_lock_irq(&lo->lo_work_lock);
+	worker = loop_find_worker(lo, css);
+	if (!worker) {
+		spin_unlock_irq(&lo->lo_work_lock);
+		new = kzalloc(sizeof(*new), GFP_NOWAIT | __GFP_NOWARN);
+		if (new) {
+			css_get(css);
+			loop_init_worker(new, lo, css);
+		}
+		spin_lock_irq(&lo->lo_work_lock);
+		worker = loop_find_worker(lo, css);
+		if (!worker && new) {
+			list_add_tail(&new->node, &lo->lo_workers);
+			worker = new;
+			new = NULL;
+		}
+		if (!worker)
+			worker = &lo->lo_root_worker;
+	}
+	list_add_tail(&cmd->node, &worker->cmds);
+	if (!worker->scheduled) {
+		worker->scheduled = true;
+		queue_work(lo->lo_workqueue, &worker->work);
+	}
+	spin_unlock_irq(&lo->lo_work_lock);
+	if (new) {
+		/* Another request created the same worker meanwhile. */
+		css_put(css);
+		kfree(new);
+	}
+}
+
 static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
 				  const struct blk_mq_queue_data *bd)
 {
@@ -250,7 +362,7 @@ static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
 #endif
 	}
 #endif
-	queue_work(lo->lo_workqueue, &cmd->work);
+	loop_queue_cmd(lo, cmd);
 	return BLK_STS_OK;
 }
 
@@ -282,17 +394,7 @@ static void loop_complete_rq(struct request *rq)
 	blk_mq_end_request(rq, status);
 }
 
-static int loop_init_request(struct blk_mq_tag_set *set, struct request *rq,
-			     unsigned int hctx_idx, unsigned int numa_node)
-{
-	struct loop_cmd *cmd = blk_mq_rq_to_pdu(rq);
-
-	INIT_WORK(&cmd->work, loop_workfn);
-	return 0;
-}
-
 const struct blk_mq_ops loop_mq_ops = {
 	.queue_rq	= loop_queue_rq,
 	.complete	= loop_complete_rq,
-	.init_request	= loop_init_request,
 };

@@ -424,6 +424,13 @@ int loop_configure(struct loop_device *lo, loop_mode_t mode,
 		goto out_unbind;
 	loop_update_dio(lo, (flags & LO_FLAGS_DIRECT_IO) ||
 			(file->f_flags & O_DIRECT));
+	/*
+	 * A buffered write that passed the size check before the previous
+	 * teardown set the capacity to 0 may have dirtied a page after that
+	 * teardown dropped the page cache: the page belongs to no attachment
+	 * and must neither show through this one nor be written to its file.
+	 */
+	truncate_inode_pages(loop_bdev_mapping(lo->lo_disk->part0), 0);
 	loop_set_size(lo, loop_backing_size(lo->lo_offset, lo->lo_sizelimit,
 					    file));
 	loop_sysfs_init(lo);

@@ -148,6 +148,7 @@ static int loop_add(int idx)
 	spin_lock_init(&lo->lo_state_lock);
 	init_waitqueue_head(&lo->lo_state_wq);
 	loop_init_rundown(lo);
+	loop_init_workers(lo);
 	lo->lo_state = LO_UNBOUND;
 
 	err = mutex_lock_killable(&loop_ctl_mutex);
