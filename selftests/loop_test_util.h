@@ -116,7 +116,8 @@ static inline int lt_configure(int devfd, const char *path, int open_flags,
 	cfg.info.lo_flags = flags;
 	cfg.info.lo_offset = offset;
 	cfg.info.lo_sizelimit = sizelimit;
-	snprintf((char *)cfg.info.lo_file_name, LO_NAME_SIZE, "%s", path);
+	snprintf((char *)cfg.info.lo_file_name, LO_NAME_SIZE, "%.*s",
+		 LO_NAME_SIZE - 1, path);
 	ret = ioctl(devfd, LOOP_CONFIGURE, &cfg);
 	if (ret < 0)
 		ret = -errno;
