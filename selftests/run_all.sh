@@ -3,13 +3,33 @@
 #
 # Run every loop selftest in this guest; each prints its own TAP.
 # Exit status: the number of test programs that failed.
+#   LOOP_MODULE	our loop.ko; with the stock loop.ko in
+#		/lib/modules/loop-stock.ko, the permission test first records
+#		the stock driver's answers in this guest
+#   LOOP_FUZZ_OPS	fuzzer operations per process (default 1500)
 cd "$(dirname "$0")" || exit 1
 failed=0
-for t in loop_ioctl_test loop_ioctl_test32 loop_io_test loop_race_test loop_tools.sh; do
+
+stock=/lib/modules/loop-stock.ko
+if [ -n "${LOOP_MODULE:-}" ] && [ -f "$stock" ] && [ -x ./loop_perm_test ]; then
+	echo "# recording the stock loop.ko's answers for loop_perm_test"
+	if rmmod loop && insmod "$stock"; then
+		./loop_perm_test --record > /tmp/perm-stock.txt &&
+			export LOOP_PERM_STOCK=/tmp/perm-stock.txt
+		sed 's/^/# stock: /' /tmp/perm-stock.txt
+	fi
+	rmmod loop 2>/dev/null
+	insmod "$LOOP_MODULE" || { echo "not ok - reload our loop.ko"; exit 1; }
+fi
+
+for t in loop_ioctl_test loop_ioctl_test32 loop_badinput_test \
+	 loop_badinput_test32 loop_perm_test loop_io_test loop_integrity_test \
+	 loop_race_test loop_fault_test loop_fuzz loop_tools.sh; do
 	[ -x "./$t" ] || continue
 	echo "# ===== $t ($(uname -r)) ====="
 	case "$t" in
 	*.sh) /usr/bin/bash "./$t" ;;
+	loop_fuzz) ./loop_fuzz -n "${LOOP_FUZZ_OPS:-1500}" ;;
 	*) "./$t" ;;
 	esac || failed=$((failed + 1))
 done

@@ -383,11 +383,22 @@ static long loop_control_ioctl(struct file *file, unsigned int cmd,
 	}
 }
 
+#ifdef CONFIG_COMPAT
+/* A 32-bit caller's device number is an int: -1 stays "any number". */
+static long loop_control_compat_ioctl(struct file *file, unsigned int cmd,
+				      unsigned long parm)
+{
+	return loop_control_ioctl(file, cmd, (long)(int)parm);
+}
+#endif
+
 static const struct file_operations loop_ctl_fops = {
 	.owner		= THIS_MODULE,
 	.open		= nonseekable_open,
 	.unlocked_ioctl	= loop_control_ioctl,
-	.compat_ioctl	= loop_control_ioctl,
+#ifdef CONFIG_COMPAT
+	.compat_ioctl	= loop_control_compat_ioctl,
+#endif
 	.llseek		= noop_llseek,
 };
 
