@@ -14,6 +14,8 @@
 #                     6.12: writes bench/results-<kernel>.md (not a test);
 #                     BENCH_PARALLEL=1 boots both guests at once
 #   prove-races       each race test fails on a driver with its race back
+#   soak              DURATION seconds (default 1800) of fuzzer, race and
+#                     integrity tests together on the debug kernel
 #   clean
 
 KDIR ?= $(firstword $(wildcard /lib/modules/$(shell uname -r)/build) \
@@ -22,7 +24,7 @@ PWD := $(CURDIR)
 BENCH_PARALLEL ?= 0
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
 
-.PHONY: module install dkms-install lint selftests check vm clean deps prove-races bench
+.PHONY: module install dkms-install lint selftests check vm clean deps prove-races bench soak
 
 module:
 	$(MAKE) -C $(KDIR) M=$(PWD) modules
@@ -57,6 +59,10 @@ vm: deps
 
 bench: deps
 	BENCH_PARALLEL=$(BENCH_PARALLEL) ./scripts/bench.sh
+
+DURATION ?= 1800
+soak: deps
+	LOOP_KERNELS=debug-6.12 LOOP_SOAK=$(DURATION) ./scripts/check.sh
 
 
 clean:

@@ -6,6 +6,7 @@
 # (TCG) with our loop.ko, run every selftest, judge the kernel log.
 # Prints the TAP of every guest and a closing "N passed, N failed" line.
 #   LOOP_KERNELS="deb-6.1 deb-6.12 debug-6.12"	which guests to run
+#   LOOP_SOAK=SECONDS	instead of the selftests, run the soak (make soak)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
@@ -44,6 +45,12 @@ while read -r name kdir image kver debug limit; do
 	stock=""
 	[ "$kver" != - ] && stock=$(ls /lib/modules/"$kver"/kernel/drivers/block/loop.ko* 2>/dev/null | head -n 1)
 	./scripts/mkinitramfs.sh "build/$name/initrd.gz" "$kver" "$src/loop.ko" $stock
+	if [ -n "${LOOP_SOAK:-}" ]; then
+		./scripts/run-guest.sh "$name" "$image" "build/$name/initrd.gz" soak \
+			"$debug" $((LOOP_SOAK + 1200)) "loop.soak=$LOOP_SOAK" \
+			</dev/null | tr -d '\r' | tee "build/$name.tap" || status=1
+		continue
+	fi
 	./scripts/run-guest.sh "$name" "$image" "build/$name/initrd.gz" check \
 		"$debug" "$limit" </dev/null | tr -d '\r' | tee "build/$name.tap" || status=1
 done <<< "$guests"

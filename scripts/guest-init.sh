@@ -10,6 +10,7 @@
 #			bench mode: see bench/guest-bench.sh
 #   loop.mode=shell	load our loop.ko, give a shell on the console
 #   loop.mode=bench	run the benchmarks (stock loop.ko against ours)
+#   loop.mode=soak	run selftests/soak.sh for loop.soak=SECONDS
 #   loop.debug=1	the kernel has kmemleak: scan it at the end
 # TAP goes to the console (ttyS0). The kernel log and the verdict
 # ("LOOP-GUEST-RESULT: PASS" or "... FAIL <why>") go to ttyS1.
@@ -28,6 +29,7 @@ mount -t devpts devpts /dev/pts
 
 mode=check
 debug=0
+soak=1800
 only=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
@@ -37,6 +39,7 @@ for arg in $(cat /proc/cmdline); do
 	bench.runtime=*) export BENCH_RUNTIME=${arg#bench.runtime=} ;;
 	bench.scale=*) export BENCH_SCALE=${arg#bench.scale=} ;;
 	bench.parts=*) export BENCH_PARTS=${arg#bench.parts=} ;;
+	loop.soak=*) soak=${arg#loop.soak=} ;;
 	loop.test=*)
 		for t in $(echo "${arg#loop.test=}" | tr , ' '); do
 			only="$only -t $t"
@@ -97,6 +100,10 @@ race)
 	;;
 bench)
 	/usr/bin/bash /bench/guest-bench.sh
+	rc=$?
+	;;
+soak)
+	/usr/bin/bash /selftests/soak.sh "$soak"
 	rc=$?
 	;;
 *)

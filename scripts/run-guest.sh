@@ -61,12 +61,12 @@ done
 splat='(BUG:|WARNING:|INFO: task .* blocked|possible circular locking|possible recursive locking|inconsistent lock state|KASAN:|UBSAN:|kmemleak:.*unreferenced|general protection fault|Oops|Call Trace:|ODEBUG:|suspicious RCU usage|Kernel panic|sleeping function called from invalid context)'
 verdict=$(grep -a 'LOOP-GUEST-RESULT:' "$klog" 2>/dev/null | tail -n 1)
 # The one exception: while loop_fault_test injects allocation failures
-# (between its "loop-fault:" markers), a failed page allocation prints its
-# stack ("page allocation failure" ... "Call Trace:"). Those stacks only are
-# excused; any other report there still counts.
+# (between its "loop-fault:" markers), a failed page or vmalloc allocation
+# prints its stack ("page allocation failure" or "vmalloc error" ... "Call
+# Trace:"). Those stacks only are excused; any other report there counts.
 excused() {
 	awk '/loop-fault: injecting/ { f = 1 } /loop-fault: done/ { f = 0 }
-	     f && /page allocation failure/ { w = NR }
+	     f && /page allocation failure|vmalloc error:/ { w = NR }
 	     f && w && NR - w <= 8 && /Call Trace:/ { next }
 	     { print }' "$klog"
 }

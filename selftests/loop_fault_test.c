@@ -175,10 +175,15 @@ static bool reads_file(int fd)
 	       buf[0] == 0x42 && buf[4095] == 0x42;
 }
 
+/*
+ * What a failed allocation may answer. EINVAL too: the driver core answers
+ * it when the allocation of a device's name failed (device_add() of
+ * add_disk() then finds no name).
+ */
 static bool clean_errno(int e)
 {
 	return e == ENOMEM || e == EIO || e == EINTR || e == ENOSPC ||
-	       e == EAGAIN;
+	       e == EAGAIN || e == EINVAL;
 }
 
 enum target { T_CTL_ADD, T_ATTACH, T_PARTSCAN, T_TEARDOWN };

@@ -8,13 +8,14 @@
  * fresh attach reads back what its file holds. The kernel log is judged by
  * the guest (any splat fails it).
  *
- *   loop_fuzz [-s SEED] [-n OPS] [-p PROCS] [-t SECONDS]
+ *   loop_fuzz [-s SEED] [-n OPS] [-p PROCS] [-t SECONDS] [-S]
  *
  * SEED (printed; default from the clock) fixes every process's sequence:
  * process i draws from SEED + i, so a run replays with the same -s, -n and
  * -p (the interleaving of the processes is the scheduler's). OPS is per
  * process (default 1500). With -t the processes run rounds of OPS until
- * SECONDS have passed (soak mode). Output is TAP.
+ * SECONDS have passed (soak mode). -S (shared): other tests run meanwhile,
+ * so leave devices outside the fuzzer's own alone. Output is TAP.
  */
 #include "loop_test_util.h"
 
@@ -32,6 +33,7 @@
 static char files[NFILE][128];
 static pid_t pid[16];
 static int nprocs;
+static int shared;	/* -S: touch no device outside BASE..BASE+NDEV-1 */
 
 enum op {
 	OP_OPEN, OP_CLOSE, OP_SET_FD, OP_CONFIGURE, OP_CLR_FD, OP_SET_STATUS64,
@@ -225,7 +227,7 @@ static int do_op(struct proc *p, enum op op)
 	case OP_CTL_GET_FREE:
 		/* Creates a device if none is free: only look, then drop it. */
 		ret = ctl(LOOP_CTL_GET_FREE, 0);
-		if (ret >= 0 && ret < BASE)
+		if (ret >= 0 && ret < BASE && !shared)
 			ctl(LOOP_CTL_REMOVE, ret);
 		break;
 	case OP_READ:
@@ -279,7 +281,7 @@ static void run_proc(int id, uint64_t seed, long ops, double until, int out)
 			enum op op = pick(&p->r, NR_OPS);
 
 			p->count[op]++;
-			if (do_op(p, op) == 0)
+			if (do_op(p, op) >= 0)
 				p->ok[op]++;
 		}
 		rounds++;
@@ -411,7 +413,7 @@ int main(int argc, char **argv)
 	char why[256] = "";
 	double until = 0;
 
-	while ((c = getopt(argc, argv, "s:n:p:t:")) != -1) {
+	while ((c = getopt(argc, argv, "s:n:p:t:S")) != -1) {
 		switch (c) {
 		case 's':
 			seed = strtoull(optarg, NULL, 0);
@@ -425,9 +427,12 @@ int main(int argc, char **argv)
 		case 't':
 			seconds = atoi(optarg);
 			break;
+		case 'S':
+			shared = 1;
+			break;
 		default:
 			fprintf(stderr,
-				"usage: %s [-s seed] [-n ops] [-p procs] [-t seconds]\n",
+				"usage: %s [-s seed] [-n ops] [-p procs] [-t seconds] [-S]\n",
 				argv[0]);
 			return 2;
 		}

@@ -222,13 +222,11 @@ static int loop_add(int idx)
 	return lo->lo_number;
 
 out_put_disk:
-	/* put_disk() frees @lo through lo_free_disk(). */
-	mutex_lock(&loop_ctl_mutex);
-	idr_remove(&loop_index_idr, lo->lo_number);
-	mutex_unlock(&loop_ctl_mutex);
-	blk_mq_free_tag_set(&lo->lo_tag_set);
+	/*
+	 * A disk that was never added does not call ->free_disk: @lo is
+	 * ours to free. The queue goes with the disk, before its tag set.
+	 */
 	put_disk(disk);
-	return err;
 out_free_tags:
 	blk_mq_free_tag_set(&lo->lo_tag_set);
 out_remove_idr:
