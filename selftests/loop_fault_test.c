@@ -18,7 +18,7 @@
 
 #define DBG_FS	"/sys/kernel/debug"
 #define MiB	(1024 * 1024)
-#define MAX_NTH	400
+#define MAX_NTH	1000
 
 static int put(const char *path, const char *val)
 {

@@ -7,6 +7,8 @@
 #include "loop_test_util.h"
 
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 
 #include "kselftest_harness.h"
 
@@ -69,6 +71,18 @@ FIXTURE_TEARDOWN(io)
 	unlink(self->file);
 	free(self->file);
 	free(self->expect);
+}
+
+static int write_str(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t r;
+
+	if (fd < 0)
+		return -1;
+	r = write(fd, val, strlen(val));
+	close(fd);
+	return r == (ssize_t)strlen(val) ? 0 : -1;
 }
 
 /* Compare the whole backing file with what we expect. */
@@ -176,6 +190,72 @@ TEST_F(io, offset_shifts_data)
 	ASSERT_EQ(4096, pwrite(self->fd, self->buf, 4096, 0));
 	ASSERT_EQ(0, fsync(self->fd));
 	memset(self->expect + MiB, 0x77, 4096);
+	ASSERT_EQ(0, backing_matches(self->file, self->expect, 0));
+}
+
+/*
+ * Writers in two block cgroups at once: each cgroup's requests go to a
+ * worker of their own, created and freed as they come and go. Each
+ * process writes and reads back its own half of the device many times.
+ */
+TEST_F(io, writers_in_two_cgroups)
+{
+	static const char * const groups[] = { "/sys/fs/cgroup/loop-a",
+					       "/sys/fs/cgroup/loop-b" };
+	pid_t pid[2];
+	int i, status;
+
+	mkdir("/sys/fs/cgroup", 0755);
+	if (access("/sys/fs/cgroup/cgroup.subtree_control", F_OK))
+		mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, NULL);
+	if (write_str("/sys/fs/cgroup/cgroup.subtree_control", "+io"))
+		SKIP(return, "no cgroup2 io controller");
+	for (i = 0; i < 2; i++) {
+		mkdir(groups[i], 0755);
+		pid[i] = fork();
+		ASSERT_LE(0, pid[i]);
+		if (pid[i] == 0) {
+			char path[128], pidstr[16];
+			off_t base = (off_t)i * (DEV_SIZE / 2);
+			unsigned char *b = self->buf;
+			int round, k;
+
+			snprintf(path, sizeof(path), "%s/cgroup.procs",
+				 groups[i]);
+			snprintf(pidstr, sizeof(pidstr), "%d", getpid());
+			if (write_str(path, pidstr))
+				_exit(1);
+			for (round = 0; round < 40; round++) {
+				memset(b, 0x20 + i * 16 + round % 16, 65536);
+				for (k = 0; k < 8; k++)
+					if (pwrite(self->fd, b, 65536,
+						   base + k * 65536) != 65536)
+						_exit(2);
+				for (k = 0; k < 8; k++) {
+					if (pread(self->fd, b + 65536, 65536,
+						  base + k * 65536) != 65536)
+						_exit(3);
+					if (memcmp(b, b + 65536, 65536))
+						_exit(4);
+				}
+			}
+			_exit(0);
+		}
+	}
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(pid[i], waitpid(pid[i], &status, 0));
+		ASSERT_TRUE(WIFEXITED(status));
+		EXPECT_EQ(0, WEXITSTATUS(status)) {
+			TH_LOG("writer in %s: step %d failed", groups[i],
+			       WEXITSTATUS(status));
+		}
+	}
+	for (i = 0; i < 2; i++)
+		rmdir(groups[i]);
+	ASSERT_EQ(0, fsync(self->fd));
+	for (i = 0; i < 2; i++)
+		memset(self->expect + (size_t)i * (DEV_SIZE / 2),
+		       0x20 + i * 16 + 39 % 16, 8 * 65536);
 	ASSERT_EQ(0, backing_matches(self->file, self->expect, 0));
 }
 

@@ -51,6 +51,10 @@
  * ->release: ->release schedules it instead (see loop_lifecycle.c).
  * Nothing that can end in ->release of another loop device (fput() of a
  * backing file) runs with any of these locks held.
+ *
+ * The I/O path takes only lo->lo_work_lock (loop_io.c), a spinlock with
+ * interrupts off that nests in none of the above and under which nothing
+ * else is taken.
  */
 #ifndef _DRIVERS_BLOCK_LOOP_H
 #define _DRIVERS_BLOCK_LOOP_H
