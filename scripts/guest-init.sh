@@ -6,6 +6,8 @@
 #   loop.mode=demo	load our loop.ko, run the demo
 #   loop.mode=race	load our loop.ko, run the race tests only
 #   loop.test=A,B	race mode: run only the race tests A and B
+#   loop.prog=P		race mode: run selftest program P (default
+#			loop_race_test)
 #   bench.rounds=N bench.runtime=S bench.scale="100 1000 10000"
 #			bench mode: see bench/guest-bench.sh
 #   loop.mode=shell	load our loop.ko, give a shell on the console
@@ -30,6 +32,7 @@ mount -t devpts devpts /dev/pts
 mode=check
 debug=0
 soak=1800
+prog=loop_race_test
 only=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
@@ -40,6 +43,7 @@ for arg in $(cat /proc/cmdline); do
 	bench.scale=*) export BENCH_SCALE=${arg#bench.scale=} ;;
 	bench.parts=*) export BENCH_PARTS=${arg#bench.parts=} ;;
 	loop.soak=*) soak=${arg#loop.soak=} ;;
+	loop.prog=*) prog=${arg#loop.prog=} ;;
 	loop.test=*)
 		for t in $(echo "${arg#loop.test=}" | tr , ' '); do
 			only="$only -t $t"
@@ -95,7 +99,7 @@ demo)
 	rc=$?
 	;;
 race)
-	/selftests/loop_race_test $only
+	"/selftests/$prog" $only
 	rc=$?
 	;;
 bench)
