@@ -126,7 +126,6 @@ FIXTURE(fault) {
 
 FIXTURE_SETUP(fault)
 {
-	unsigned char mbr[512] = { 0 };
 	int fd;
 
 	if (access("/proc/self/fail-nth", F_OK) ||
@@ -138,17 +137,9 @@ FIXTURE_SETUP(fault)
 	self->pfile = lt_make_file("faultp", 2 * MiB, 0);
 	ASSERT_NE(NULL, self->file);
 	ASSERT_NE(NULL, self->pfile);
-	mbr[446 + 4] = 0x83;
-	mbr[446 + 8] = 8;
-	mbr[446 + 12] = 0x80;
-	mbr[462 + 4] = 0x83;
-	mbr[462 + 8] = 0x88;
-	mbr[462 + 12] = 0x80;
-	mbr[510] = 0x55;
-	mbr[511] = 0xaa;
 	fd = open(self->pfile, O_WRONLY);
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(512, pwrite(fd, mbr, 512, 0));
+	ASSERT_EQ(0, lt_write_mbr(fd));
 	close(fd);
 	kmsg("loop-fault: injecting allocation failures");
 }

@@ -297,25 +297,15 @@ static void run_proc(int id, uint64_t seed, long ops, double until, int out)
 
 static int make_files(void)
 {
-	/* An MBR with two partitions: PARTSCAN has something to find. */
-	unsigned char mbr[512] = { 0 };
 	int i, fd;
 
-	mbr[446 + 4] = 0x83;
-	mbr[446 + 8] = 8;		/* start LBA 8 */
-	mbr[446 + 12] = 0x80;		/* 128 sectors */
-	mbr[462 + 4] = 0x83;
-	mbr[462 + 8] = 0x88;		/* start LBA 136 */
-	mbr[462 + 12] = 0x80;
-	mbr[510] = 0x55;
-	mbr[511] = 0xaa;
 	for (i = 0; i < NFILE; i++) {
 		snprintf(files[i], sizeof(files[i]), "%s/lt-fuzz-%d-%d.img",
 			 lt_dir(), getpid(), i);
 		fd = open(files[i], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
 			  0600);
 		if (fd < 0 || ftruncate(fd, (off_t)(i + 1) * 2 * MiB) ||
-		    pwrite(fd, mbr, sizeof(mbr), 0) != sizeof(mbr))
+		    lt_write_mbr(fd))
 			return -1;
 		close(fd);
 	}

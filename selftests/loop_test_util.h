@@ -62,6 +62,25 @@ static inline char *lt_make_file(const char *tag, off_t size, int fill)
 	return path;
 }
 
+/*
+ * Write an MBR with two Linux partitions (sectors 8-135 and 136-263) at
+ * the start of @fd: a partition scan has something to find. 0 or -1.
+ */
+static inline int lt_write_mbr(int fd)
+{
+	unsigned char mbr[512] = { 0 };
+
+	mbr[446 + 4] = 0x83;
+	mbr[446 + 8] = 8;
+	mbr[446 + 12] = 0x80;
+	mbr[462 + 4] = 0x83;
+	mbr[462 + 8] = 0x88;
+	mbr[462 + 12] = 0x80;
+	mbr[510] = 0x55;
+	mbr[511] = 0xaa;
+	return pwrite(fd, mbr, sizeof(mbr), 0) == sizeof(mbr) ? 0 : -1;
+}
+
 /* A free device number from /dev/loop-control, or -errno. */
 static inline int lt_get_free(void)
 {
