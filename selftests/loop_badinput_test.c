@@ -219,15 +219,13 @@ static void close_bad_fds(struct badfd *b, int n, int devfd)
 			close(b[n].fd);
 }
 
+/* LOOP_CONFIGURE through ioctl()'s own convention: -1 and errno. */
 static int configure_fd(int devfd, int fd, __u32 flags, __u32 bs)
 {
-	struct loop_config cfg;
+	int ret = lt_configure_fd(devfd, fd, flags, 0, 0, bs, NULL);
 
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.fd = fd;
-	cfg.info.lo_flags = flags;
-	cfg.block_size = bs;
-	return ioctl(devfd, LOOP_CONFIGURE, &cfg);
+	errno = -ret;
+	return ret ? -1 : 0;
 }
 
 /* Attach: SET_FD and CONFIGURE with every bad descriptor and argument. */

@@ -20,21 +20,9 @@
 #define MiB	(1024 * 1024)
 #define MAX_NTH	1000
 
-static int put(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t r;
-
-	if (fd < 0)
-		return -errno;
-	r = write(fd, val, strlen(val));
-	close(fd);
-	return r < 0 ? -errno : 0;
-}
-
 static void kmsg(const char *msg)
 {
-	put("/dev/kmsg", msg);
+	lt_write_str("/dev/kmsg", msg);
 }
 
 /* Text range of the loop module, from /proc/modules. */
@@ -74,20 +62,20 @@ static int arm(const char *attr, bool on, unsigned long start,
 	for (i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
 		snprintf(path, sizeof(path), DBG_FS "/%s/%s", attr,
 			 knobs[i][0]);
-		err |= put(path, knobs[i][1]);
+		err |= lt_write_str(path, knobs[i][1]);
 	}
 	snprintf(path, sizeof(path), DBG_FS "/%s/ignore-gfp-wait", attr);
-	err |= put(path, on ? "N" : "Y");
+	err |= lt_write_str(path, on ? "N" : "Y");
 	if (!strcmp(attr, "fail_page_alloc")) {
-		err |= put(DBG_FS "/fail_page_alloc/min-order", "0");
-		err |= put(DBG_FS "/fail_page_alloc/ignore-gfp-highmem", "N");
+		err |= lt_write_str(DBG_FS "/fail_page_alloc/min-order", "0");
+		err |= lt_write_str(DBG_FS "/fail_page_alloc/ignore-gfp-highmem", "N");
 	}
 	snprintf(path, sizeof(path), DBG_FS "/%s/require-start", attr);
 	snprintf(val, sizeof(val), "%lu", on ? start : 0);
-	err |= put(path, val);
+	err |= lt_write_str(path, val);
 	snprintf(path, sizeof(path), DBG_FS "/%s/require-end", attr);
 	snprintf(val, sizeof(val), "%lu", on ? end : ~0UL);
-	err |= put(path, val);
+	err |= lt_write_str(path, val);
 	return err;
 }
 
@@ -96,7 +84,7 @@ static void set_nth(int nth)
 	char val[16];
 
 	snprintf(val, sizeof(val), "%d", nth);
-	put("/proc/thread-self/fail-nth", val);
+	lt_write_str("/proc/thread-self/fail-nth", val);
 }
 
 /* What is left of fail-nth: nonzero if the failure was not reached. */

@@ -8,14 +8,13 @@
  * fresh attach reads back what its file holds. The kernel log is judged by
  * the guest (any splat fails it).
  *
- *   loop_fuzz [-s SEED] [-n OPS] [-p PROCS] [-t SECONDS] [-S]
+ *   loop_fuzz [-s SEED] [-n OPS] [-p PROCS] [-t SECONDS]
  *
  * SEED (printed; default from the clock) fixes every process's sequence:
  * process i draws from SEED + i, so a run replays with the same -s, -n and
  * -p (the interleaving of the processes is the scheduler's). OPS is per
  * process (default 1500). With -t the processes run rounds of OPS until
- * SECONDS have passed (soak mode). -S (shared): other tests run meanwhile,
- * so leave devices outside the fuzzer's own alone. Output is TAP.
+ * SECONDS have passed (long runs). Output is TAP.
  */
 #include "loop_test_util.h"
 
@@ -33,7 +32,6 @@
 static char files[NFILE][128];
 static pid_t pid[16];
 static int nprocs;
-static int shared;	/* -S: touch no device outside BASE..BASE+NDEV-1 */
 
 enum op {
 	OP_OPEN, OP_CLOSE, OP_SET_FD, OP_CONFIGURE, OP_CLR_FD, OP_SET_STATUS64,
@@ -138,18 +136,6 @@ static int dev_fd(struct proc *p)
 	return p->fd[pick(&p->r, NFD)];
 }
 
-static int ctl(unsigned long cmd, long arg)
-{
-	int fd = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-	int ret;
-
-	if (fd < 0)
-		return -1;
-	ret = ioctl(fd, cmd, arg);
-	close(fd);
-	return ret;
-}
-
 static int do_op(struct proc *p, enum op op)
 {
 	char buf[8192] __attribute__((aligned(4096)));
@@ -219,16 +205,16 @@ static int do_op(struct proc *p, enum op op)
 		ret = ioctl(dev_fd(p), LOOP_SET_BLOCK_SIZE, rand_bsize(p));
 		break;
 	case OP_CTL_ADD:
-		ret = ctl(LOOP_CTL_ADD, BASE + pick(&p->r, NDEV));
+		ret = lt_ctl(LOOP_CTL_ADD, BASE + pick(&p->r, NDEV));
 		break;
 	case OP_CTL_REMOVE:
-		ret = ctl(LOOP_CTL_REMOVE, BASE + pick(&p->r, NDEV));
+		ret = lt_ctl(LOOP_CTL_REMOVE, BASE + pick(&p->r, NDEV));
 		break;
 	case OP_CTL_GET_FREE:
 		/* Creates a device if none is free: only look, then drop it. */
-		ret = ctl(LOOP_CTL_GET_FREE, 0);
-		if (ret >= 0 && ret < BASE && !shared)
-			ctl(LOOP_CTL_REMOVE, ret);
+		ret = lt_ctl(LOOP_CTL_GET_FREE, 0);
+		if (ret >= 0 && ret < BASE)
+			lt_ctl(LOOP_CTL_REMOVE, ret);
 		break;
 	case OP_READ:
 		fd = dev_fd(p);
@@ -335,7 +321,7 @@ static void on_alarm(int sig)
 /* Detach and remove every device of the set: none may be stuck. */
 static int cleanup(char *why, size_t len)
 {
-	int pass, i, fd, left = 0;
+	int pass, i, fd, ret, left = 0;
 
 	/*
 	 * A device under a stacked one is detached only once the upper one
@@ -349,9 +335,10 @@ static int cleanup(char *why, size_t len)
 				ioctl(fd, LOOP_CLR_FD);
 				close(fd);
 			}
-			if (ctl(LOOP_CTL_REMOVE, BASE + i) && errno != ENODEV) {
+			ret = lt_ctl(LOOP_CTL_REMOVE, BASE + i);
+			if (ret && ret != -ENODEV) {
 				snprintf(why, len, "loop%d: LOOP_CTL_REMOVE: %s",
-					 BASE + i, strerror(errno));
+					 BASE + i, strerror(-ret));
 				left++;
 			}
 		}
@@ -403,7 +390,7 @@ int main(int argc, char **argv)
 	char why[256] = "";
 	double until = 0;
 
-	while ((c = getopt(argc, argv, "s:n:p:t:S")) != -1) {
+	while ((c = getopt(argc, argv, "s:n:p:t:")) != -1) {
 		switch (c) {
 		case 's':
 			seed = strtoull(optarg, NULL, 0);
@@ -417,12 +404,9 @@ int main(int argc, char **argv)
 		case 't':
 			seconds = atoi(optarg);
 			break;
-		case 'S':
-			shared = 1;
-			break;
 		default:
 			fprintf(stderr,
-				"usage: %s [-s seed] [-n ops] [-p procs] [-t seconds] [-S]\n",
+				"usage: %s [-s seed] [-n ops] [-p procs] [-t seconds]\n",
 				argv[0]);
 			return 2;
 		}
@@ -440,7 +424,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (i = 0; i < NDEV; i++)
-		ctl(LOOP_CTL_ADD, BASE + i);
+		lt_ctl(LOOP_CTL_ADD, BASE + i);
 	if (seconds)
 		until = time(NULL) + seconds;
 

@@ -20,7 +20,6 @@
 #include "loop_test_util.h"
 
 #include <stdbool.h>
-#include <time.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
@@ -83,14 +82,6 @@ static int check(const void *buf, __u64 block, __u64 seq)
 		sum += w[i] * (i | 1);
 	}
 	return sum == h->sum ? 0 : -1;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 enum how { CLR_FD, AUTOCLEAR, SET_CAPACITY };
@@ -172,7 +163,7 @@ static void writer(struct shared *sh, int n, int id, bool direct, bool dosync)
 TEST_F_TIMEOUT(integ, acknowledged_writes_survive_detach, 600)
 {
 	unsigned char *data = malloc(4 * NBLK * BLK);
-	double end = now_s() + 8;
+	double end = lt_now() + 8;
 	long verified = 0, acks;
 	int round, i, fd, status;
 	pid_t pid[WRITERS];
@@ -180,7 +171,7 @@ TEST_F_TIMEOUT(integ, acknowledged_writes_survive_detach, 600)
 	off_t size;
 
 	ASSERT_NE(NULL, data);
-	for (round = 0; round < 8 && (round < 2 || now_s() < end); round++) {
+	for (round = 0; round < 8 && (round < 2 || lt_now() < end); round++) {
 		size = 2 * NBLK * BLK;
 		/* A fresh backing file of FILL bytes. */
 		{

@@ -73,18 +73,6 @@ FIXTURE_TEARDOWN(io)
 	free(self->expect);
 }
 
-static int write_str(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t r;
-
-	if (fd < 0)
-		return -1;
-	r = write(fd, val, strlen(val));
-	close(fd);
-	return r == (ssize_t)strlen(val) ? 0 : -1;
-}
-
 /* Compare the whole backing file with what we expect. */
 static int backing_matches(const char *file, const unsigned char *expect,
 			   off_t off)
@@ -208,7 +196,7 @@ TEST_F(io, writers_in_two_cgroups)
 	mkdir("/sys/fs/cgroup", 0755);
 	if (access("/sys/fs/cgroup/cgroup.subtree_control", F_OK))
 		mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, NULL);
-	if (write_str("/sys/fs/cgroup/cgroup.subtree_control", "+io"))
+	if (lt_write_str("/sys/fs/cgroup/cgroup.subtree_control", "+io"))
 		SKIP(return, "no cgroup2 io controller");
 	for (i = 0; i < 2; i++) {
 		mkdir(groups[i], 0755);
@@ -223,7 +211,7 @@ TEST_F(io, writers_in_two_cgroups)
 			snprintf(path, sizeof(path), "%s/cgroup.procs",
 				 groups[i]);
 			snprintf(pidstr, sizeof(pidstr), "%d", getpid());
-			if (write_str(path, pidstr))
+			if (lt_write_str(path, pidstr))
 				_exit(1);
 			for (round = 0; round < 40; round++) {
 				memset(b, 0x20 + i * 16 + round % 16, 65536);

@@ -224,6 +224,17 @@ static const char *errname(int e)
 	return buf;
 }
 
+/* The errno errname() calls @name, or -1. */
+static int errnum(const char *name)
+{
+	int e;
+
+	for (e = 0; e < 256; e++)
+		if (!strcmp(name, errname(e)))
+			return e;
+	return -1;
+}
+
 /* All answers of this driver, as "name errno" lines in @out. */
 static int record(int *answers, char *err, size_t len)
 {
@@ -257,7 +268,7 @@ static int record(int *answers, char *err, size_t len)
 /* Answers recorded from the stock driver, from @path. */
 static int load(const char *path, int *answers)
 {
-	char line[128], name[128], e[16];
+	char line[128], e[16];
 	unsigned int i = 0;
 	FILE *f = fopen(path, "r");
 
@@ -269,17 +280,9 @@ static int load(const char *path, int *answers)
 		if (!sp || sscanf(sp + 1, "%15s", e) != 1)
 			continue;
 		*sp = 0;
-		snprintf(name, sizeof(name), "%s", line);
-		if (strcmp(name, cases[i].name))
+		if (strcmp(line, cases[i].name))
 			break;
-		answers[i++] = strcmp(e, "0") ? -1 : 0;
-		if (answers[i - 1]) {
-			int k;
-
-			for (k = 1; k < 200; k++)
-				if (!strcmp(e, errname(k)))
-					answers[i - 1] = k;
-		}
+		answers[i++] = errnum(e);
 	}
 	fclose(f);
 	return i == NR_CASES ? 0 : -1;

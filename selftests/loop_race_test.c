@@ -28,14 +28,6 @@
 
 #define MiB (1024 * 1024)
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Attach @path to a free device with @flags; returns the open device fd. */
 static int attach_free(const char *path, __u32 flags, int *np)
 {
@@ -80,7 +72,7 @@ TEST(umount_chain_releases_backing_file_before_return)
 	char upper_dir[] = "/tmp/race-upper-XXXXXX";
 	char *lower = lt_make_file("lower", 0, 0);
 	char upper[256], cmd[512], dev[64];
-	double end = now() + 60;
+	double end = lt_now() + 60;
 	int round, rounds = 0;
 
 	ASSERT_NE(NULL, lower);
@@ -91,7 +83,7 @@ TEST(umount_chain_releases_backing_file_before_return)
 	ASSERT_NE(NULL, mkdtemp(upper_dir));
 	snprintf(upper, sizeof(upper), "%s/upper.img", lower_dir);
 
-	for (round = 0; round < 20 && now() < end; round++) {
+	for (round = 0; round < 20 && lt_now() < end; round++) {
 		int lfd, ufd, ln, un;
 
 		/* Lower: an ext4 image on a loop device, mounted. */
@@ -145,12 +137,12 @@ TEST(umount_chain_releases_backing_file_before_return)
 TEST(reattach_after_autoclear_close_never_ebusy)
 {
 	char *file = lt_make_file("reuse", 4 * MiB, 0);
-	double end = now() + 30;
+	double end = lt_now() + 30;
 	int n = lt_get_free(), i, fd = -1;
 
 	ASSERT_NE(NULL, file);
 	ASSERT_LE(0, n);
-	for (i = 0; i < 200 && now() < end; i++) {
+	for (i = 0; i < 200 && lt_now() < end; i++) {
 		fd = lt_open_dev(n, O_RDWR);
 		ASSERT_LE(0, fd) {
 			TH_LOG("round %d: open: %s", i, strerror(errno));
@@ -202,7 +194,7 @@ TEST(clr_fd_and_last_close_vs_blkid_like_opener)
 {
 	char *file = lt_make_file("probe", 4 * MiB, 0x42);
 	struct prober p = { .n = 0 };
-	double end = now() + 30;
+	double end = lt_now() + 30;
 	unsigned long used = 0;
 	struct loop_info64 info;
 	pthread_t thr;
@@ -210,7 +202,7 @@ TEST(clr_fd_and_last_close_vs_blkid_like_opener)
 
 	ASSERT_NE(NULL, file);
 	ASSERT_EQ(0, pthread_create(&thr, NULL, probe_loop, &p));
-	for (i = 0; i < 300 && now() < end; i++) {
+	for (i = 0; i < 300 && lt_now() < end; i++) {
 		n = lt_get_free();
 		ASSERT_LE(0, n);
 		p.n = n;
@@ -380,7 +372,7 @@ TEST(no_partition_survives_into_next_attachment)
 {
 	char *parted = lt_make_file("parted", 8 * MiB, 0);
 	char *plain = lt_make_file("plain", 8 * MiB, 0);
-	double end = now() + 30;
+	double end = lt_now() + 30;
 	char cmd[512], part[64];
 	int round;
 
@@ -390,7 +382,7 @@ TEST(no_partition_survives_into_next_attachment)
 		 "printf 'label: dos\\n,2M\\n,2M\\n' | /usr/sbin/sfdisk -q %s >/dev/null 2>&1",
 		 parted);
 	ASSERT_EQ(0, run(cmd));
-	for (round = 0; round < 20 && now() < end; round++) {
+	for (round = 0; round < 20 && lt_now() < end; round++) {
 		int fd, pfd, n;
 
 		fd = attach_free(parted, LO_FLAGS_PARTSCAN, &n);
@@ -444,10 +436,10 @@ TEST(autoclear_delete_leaves_no_device)
 {
 	char *file = lt_make_file("short", 1 * MiB, 0);
 	int before = count_loop_devices(), i, rounds = 0;
-	double end = now() + 45;
+	double end = lt_now() + 45;
 
 	ASSERT_NE(NULL, file);
-	for (i = 0; i < 1000 && now() < end; i++) {
+	for (i = 0; i < 1000 && lt_now() < end; i++) {
 		int n, fd;
 
 		fd = attach_free(file, LO_FLAGS_AUTOCLEAR |
@@ -479,12 +471,12 @@ TEST(autoclear_delete_vs_prober_leaves_no_device)
 	char *file = lt_make_file("short", 1 * MiB, 0);
 	int before = count_loop_devices(), i, rounds = 0;
 	struct prober p = { .n = 0 };
-	double end = now() + 20;
+	double end = lt_now() + 20;
 	pthread_t thr;
 
 	ASSERT_NE(NULL, file);
 	ASSERT_EQ(0, pthread_create(&thr, NULL, probe_loop, &p));
-	for (i = 0; i < 400 && now() < end; i++) {
+	for (i = 0; i < 400 && lt_now() < end; i++) {
 		long iter0;
 		int n, fd;
 
@@ -575,7 +567,7 @@ TEST(stacked_configure_vs_clear_and_reattach)
 	struct attach_clear a = { .file = file };
 	long stacked = 0, refused = 0;
 	struct loop_info64 info;
-	double end = now() + 30;
+	double end = lt_now() + 30;
 	char buf[4096], want[4096];
 	pthread_t thr;
 	int i;
@@ -586,12 +578,12 @@ TEST(stacked_configure_vs_clear_and_reattach)
 	memset(want, 0x5a, sizeof(want));
 	a.n = na;
 	ASSERT_EQ(0, pthread_create(&thr, NULL, attach_clear_loop, &a));
-	for (i = 0; i < 1000 && now() < end && !a.err; i++) {
+	for (i = 0; i < 1000 && lt_now() < end && !a.err; i++) {
 		char lower[32];
 		int fdb, err;
 
 		/* Aim at the window: loopA bound, maybe being cleared. */
-		while (!lt_exists("/sys/block/loop%d/loop", na) && now() < end)
+		while (!lt_exists("/sys/block/loop%d/loop", na) && lt_now() < end)
 			;
 		snprintf(lower, sizeof(lower), "/dev/loop%d", na);
 		fdb = lt_open_dev(nb, O_RDWR);
@@ -684,7 +676,7 @@ TEST(stacked_cycle_by_concurrent_change_fd_is_refused)
 	char *fb = lt_make_file("cycb", 1 * MiB, 0x22);
 	int na = lt_ctl(LOOP_CTL_ADD, -1), nb = lt_ctl(LOOP_CTL_ADD, -1);
 	long one = 0, none = 0;
-	double end = now() + 30;
+	double end = lt_now() + 30;
 	pthread_barrier_t start;
 	char buf[4096];
 	int fda, fdb, i;
@@ -700,7 +692,7 @@ TEST(stacked_cycle_by_concurrent_change_fd_is_refused)
 	ASSERT_EQ(0, lt_configure(fda, fa, O_RDONLY, 0, 0, 0, 0));
 	ASSERT_EQ(0, lt_configure(fdb, fb, O_RDONLY, 0, 0, 0, 0));
 	ASSERT_EQ(0, pthread_barrier_init(&start, NULL, 2));
-	for (i = 0; i < 300 && now() < end; i++) {
+	for (i = 0; i < 300 && lt_now() < end; i++) {
 		struct change_fd_arg ab = { fda, nb, &start };
 		struct change_fd_arg ba = { fdb, na, &start };
 		pthread_t t1, t2;
@@ -905,7 +897,7 @@ TEST(loop_control_from_many_threads_vs_attach_detach)
 	int before = count_loop_devices(), i, n, fd;
 	pthread_t thr[CTL_ATTACHERS + 1];
 	struct loop_info64 info;
-	double end = now() + 30;
+	double end = lt_now() + 30;
 
 	ASSERT_NE(NULL, sh);
 	ASSERT_NE(NULL, file);
@@ -916,7 +908,7 @@ TEST(loop_control_from_many_threads_vs_attach_detach)
 		ASSERT_EQ(0, pthread_create(&thr[i], NULL, i < CTL_ATTACHERS ?
 					    ctl_attacher : ctl_remover, &t[i]));
 	}
-	while (!sh->stop && now() < end &&
+	while (!sh->stop && lt_now() < end &&
 	       atomic_load(&sh->attaches) < 3000)
 		usleep(100000);
 	sh->stop = 1;
@@ -1056,7 +1048,7 @@ TEST(writes_acknowledged_before_detach_are_in_the_file)
 	struct det_writer w[DET_WRITERS];
 	unsigned long snap[DET_BLOCKS];
 	__u64 *data = malloc(2 * DET_BLOCKS * 4096);
-	double end = now() + 60;
+	double end = lt_now() + 60;
 	long verified = 0, late_errors = 0;
 	int round, n, b, i, fd;
 	unsigned char *buf;
@@ -1067,7 +1059,7 @@ TEST(writes_acknowledged_before_detach_are_in_the_file)
 	ASSERT_EQ(0, posix_memalign((void **)&buf, 4096, 4096));
 	n = lt_get_free();
 	ASSERT_LE(0, n);
-	for (round = 0; round < 20 && now() < end; round++) {
+	for (round = 0; round < 20 && lt_now() < end; round++) {
 		int direct = round & 1;
 		struct det_shared *sh = calloc(1, sizeof(*sh));
 		pthread_t thr[DET_WRITERS];
@@ -1233,13 +1225,13 @@ TEST(module_unload_waits_for_pending_teardown)
 	char *file = lt_make_file("unload", DET_BLOCKS * 4096, 0);
 	__u64 *data = malloc(DET_BLOCKS * 4096);
 	int round, overlapped = 0, refused = 0;
-	double end = now() + 120;
+	double end = lt_now() + 120;
 
 	if (!module)
 		SKIP(return, "LOOP_MODULE (path of our loop.ko) is not set");
 	ASSERT_NE(NULL, file);
 	ASSERT_NE(NULL, data);
-	for (round = 0; round < 12 && now() < end; round++) {
+	for (round = 0; round < 12 && lt_now() < end; round++) {
 		struct unload_writer u = { 0 };
 		double deadline;
 		pthread_t thr;
@@ -1259,9 +1251,9 @@ TEST(module_unload_waits_for_pending_teardown)
 			refused++;
 		}
 		u.stop = 1;
-		deadline = now() + 20;
+		deadline = lt_now() + 20;
 		while (sysfs_size(n) != 0)
-			ASSERT_GT(deadline, now()) {
+			ASSERT_GT(deadline, lt_now()) {
 				TH_LOG("round %d: loop%d never torn down", round, n);
 			}
 		ASSERT_EQ(0, module_unload()) {

@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
@@ -118,28 +119,61 @@ static inline int lt_open_dev(int n, int flags)
 	return open(path, flags | O_CLOEXEC);
 }
 
-/* LOOP_CONFIGURE @devfd over @path; returns 0 or -errno. */
-static inline int lt_configure(int devfd, const char *path, int open_flags,
-			       __u32 flags, __u64 offset, __u64 sizelimit,
-			       __u32 block_size)
+/* Seconds on the monotonic clock. */
+static inline double lt_now(void)
 {
-	struct loop_config cfg;
-	int fd = open(path, open_flags | O_CLOEXEC);
-	int ret;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Write the string @val to the file @path: 0 or -errno. */
+static inline int lt_write_str(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t r;
 
 	if (fd < 0)
 		return -errno;
+	r = write(fd, val, strlen(val));
+	if (r < 0)
+		r = -errno;
+	close(fd);
+	return r < 0 ? (int)r : r == (ssize_t)strlen(val) ? 0 : -EIO;
+}
+
+/* LOOP_CONFIGURE @devfd over the open file @fd; 0 or -errno. */
+static inline int lt_configure_fd(int devfd, int fd, __u32 flags,
+				  __u64 offset, __u64 sizelimit,
+				  __u32 block_size, const char *name)
+{
+	struct loop_config cfg;
+
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.fd = fd;
 	cfg.block_size = block_size;
 	cfg.info.lo_flags = flags;
 	cfg.info.lo_offset = offset;
 	cfg.info.lo_sizelimit = sizelimit;
-	snprintf((char *)cfg.info.lo_file_name, LO_NAME_SIZE, "%.*s",
-		 LO_NAME_SIZE - 1, path);
-	ret = ioctl(devfd, LOOP_CONFIGURE, &cfg);
-	if (ret < 0)
-		ret = -errno;
+	if (name)
+		snprintf((char *)cfg.info.lo_file_name, LO_NAME_SIZE, "%.*s",
+			 LO_NAME_SIZE - 1, name);
+	return ioctl(devfd, LOOP_CONFIGURE, &cfg) ? -errno : 0;
+}
+
+/* LOOP_CONFIGURE @devfd over @path; returns 0 or -errno. */
+static inline int lt_configure(int devfd, const char *path, int open_flags,
+			       __u32 flags, __u64 offset, __u64 sizelimit,
+			       __u32 block_size)
+{
+	int fd = open(path, open_flags | O_CLOEXEC);
+	int ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = lt_configure_fd(devfd, fd, flags, offset, sizelimit, block_size,
+			      path);
 	close(fd);
 	return ret;
 }
