@@ -9,7 +9,8 @@
 #   BENCH_ROUNDS (3), BENCH_RUNTIME (seconds per fio job, 2),
 #   BENCH_SCALE (device counts for the scale test, "100,1000,10000"; counts
 #   of 10,000 and more are measured in the first round only),
-#   BENCH_PARTS (what to run, "io,churn,scale")
+#   BENCH_PARTS (what to run, "io,churn,scale"; "trace" adds a function
+#   graph of the churn steps, see bench/guest-trace.sh)
 set -u
 parts=",${BENCH_PARTS:-io,churn,scale},"
 rounds=${BENCH_ROUNDS:-3}
@@ -102,6 +103,7 @@ for r in $(seq 1 "$rounds"); do
 		echo "# round $r: $drv"
 		[ "${parts#*,io,}" != "$parts" ] && io_round "$drv"
 		other_round "$drv"
+		[ "${parts#*,trace,}" != "$parts" ] && "$bench/guest-trace.sh" "$drv"
 	done
 done
 load rework

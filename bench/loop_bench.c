@@ -6,7 +6,8 @@
  *   loop_bench churn THREADS SECONDS FILE
  *	attach/detach cycles: LOOP_CTL_GET_FREE, open, LOOP_CONFIGURE with
  *	autoclear, read a block, close. Prints cycles per second, close()
- *	latency p50/p99 and the attempts that failed with EBUSY.
+ *	latency p50/p99, the attempts that failed with EBUSY and the mean
+ *	time of each step of a successful cycle.
  *   loop_bench scale TOTAL REPS FILE
  *	make TOTAL devices exist (every tenth bound), then time REPS rounds of
  *	LOOP_CTL_GET_FREE + attach + detach; prints the median, and the kernel
@@ -45,10 +46,18 @@ static int configure(int devfd, __u32 flags)
 /* churn */
 #define MAX_SAMPLES 200000
 
+/* The steps of a cycle, timed separately to show where a driver is slower. */
+enum { PH_GET_FREE, PH_OPEN, PH_CONFIGURE, PH_READ, PH_CLOSE, CHURN_PHASES };
+static const char * const phase_name[CHURN_PHASES] = {
+	"get_free", "open", "configure", "read", "close",
+};
+
 struct churner {
 	pthread_t thr;
 	double end;
 	long cycles, ebusy, errors;
+	/* time spent in each step of the successful cycles, µs */
+	double phase[CHURN_PHASES];
 	double *close_us;
 	long nclose;
 };
@@ -59,18 +68,22 @@ static void *churn_loop(void *arg)
 	char buf[4096];
 
 	while (now_us() < c->end) {
-		int n = lt_get_free(), fd, err;
-		double t;
+		double t[CHURN_PHASES + 1];
+		int n, fd, err, i;
 
+		t[0] = now_us();
+		n = lt_get_free();
 		if (n < 0) {
 			c->errors++;
 			continue;
 		}
+		t[1] = now_us();
 		fd = lt_open_dev(n, O_RDWR);
 		if (fd < 0) {
 			c->errors++;
 			continue;
 		}
+		t[2] = now_us();
 		err = configure(fd, LO_FLAGS_AUTOCLEAR);
 		if (err) {
 			if (err == -EBUSY)
@@ -80,12 +93,16 @@ static void *churn_loop(void *arg)
 			close(fd);
 			continue;
 		}
+		t[3] = now_us();
 		if (pread(fd, buf, sizeof(buf), 0) != sizeof(buf))
 			c->errors++;
-		t = now_us();
+		t[4] = now_us();
 		close(fd);
+		t[5] = now_us();
 		if (c->nclose < MAX_SAMPLES)
-			c->close_us[c->nclose++] = now_us() - t;
+			c->close_us[c->nclose++] = t[5] - t[4];
+		for (i = 0; i < CHURN_PHASES; i++)
+			c->phase[i] += t[i + 1] - t[i];
 		c->cycles++;
 	}
 	return NULL;
@@ -96,7 +113,8 @@ static int churn(int threads, double seconds)
 	struct churner *c = calloc(threads, sizeof(*c));
 	double start = now_us(), *all;
 	long cycles = 0, ebusy = 0, errors = 0, n = 0;
-	int i;
+	double phase[CHURN_PHASES] = { 0 };
+	int i, j;
 
 	for (i = 0; i < threads; i++) {
 		c[i].end = start + seconds * 1e6;
@@ -109,6 +127,8 @@ static int churn(int threads, double seconds)
 		ebusy += c[i].ebusy;
 		errors += c[i].errors;
 		n += c[i].nclose;
+		for (j = 0; j < CHURN_PHASES; j++)
+			phase[j] += c[i].phase[j];
 	}
 	all = malloc((n + 1) * sizeof(double));
 	n = 0;
@@ -122,6 +142,9 @@ static int churn(int threads, double seconds)
 	printf("close_p99_us %.0f\n", n ? all[n * 99 / 100] : 0);
 	printf("ebusy %ld\n", ebusy);
 	printf("errors %ld\n", errors);
+	for (j = 0; j < CHURN_PHASES; j++)
+		printf("%s_mean_us %.1f\n", phase_name[j],
+		       cycles ? phase[j] / cycles : 0);
 	return errors ? 1 : 0;
 }
 

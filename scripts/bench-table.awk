@@ -65,6 +65,18 @@ END {
 			median(k "close_p99_us" SUBSEP "stock"), median(k "close_p99_us" SUBSEP "rework"),
 			median(k "ebusy" SUBSEP "stock"), median(k "ebusy" SUBSEP "rework")
 	}
+	printf "\nMean time of each step of a successful cycle, µs, stock / ours:\n\n"
+	printf "| threads | GET_FREE | open | LOOP_CONFIGURE | read 4 KiB | close |\n"
+	printf "|---:|---:|---:|---:|---:|---:|\n"
+	split("get_free open configure read close", steps, " ")
+	for (t = 1; t <= 16; t *= 4) {
+		k = "churn:" t ":"
+		printf "| %d |", t
+		for (i = 1; i <= 5; i++)
+			printf " %s / %s |", median(k steps[i] "_mean_us" SUBSEP "stock"),
+				median(k steps[i] "_mean_us" SUBSEP "rework")
+		printf "\n"
+	}
 	printf "\n## Scale (devices existing, every tenth bound; median of 50 GET_FREE + attach + detach; 10,000 devices: first round only)\n\n"
 	printf "| devices | stock µs | ours µs | ours/stock | ours / ours at 100 |\n"
 	printf "|---:|---:|---:|---:|---:|\n"

@@ -68,7 +68,8 @@ mkdir -p "$root/selftests" "$root/docs"
 cp "$top"/selftests/*.sh "$root/selftests/"
 if [ -x "$top/build/bench/loop_bench" ]; then
 	mkdir -p "$root/bench"
-	cp "$top/build/bench/loop_bench" "$top/bench/guest-bench.sh" "$root/bench/"
+	cp "$top/build/bench/loop_bench" "$top/bench/guest-bench.sh" \
+		"$top/bench/guest-trace.sh" "$root/bench/"
 fi
 cp "$top/scripts/guest-init.sh" "$root/init"
 chmod +x "$root/init" "$root"/selftests/*

@@ -77,6 +77,26 @@ TEST_F(dev, remove_bound_is_busy)
 	ASSERT_NE(self->n, lt_get_free());
 }
 
+/*
+ * An unbound device that somebody has open is most likely being attached by
+ * whoever got it from GET_FREE: GET_FREE hands out another one, so that
+ * concurrent "losetup -f" do not collide on one device and fail with EBUSY.
+ */
+TEST_F(dev, get_free_skips_an_open_unbound_device)
+{
+	int m = lt_get_free();
+
+	ASSERT_LE(0, m);
+	ASSERT_NE(self->n, m);
+	close(self->fd);
+	self->fd = -1;
+	/*
+	 * Nobody has it open any more: free again. GET_FREE returns the
+	 * lowest free device; m may be lower (created in a hole).
+	 */
+	ASSERT_EQ(m < self->n ? m : self->n, lt_get_free());
+}
+
 TEST_F(dev, set_fd_clr_fd)
 {
 	struct loop_info64 info;

@@ -349,12 +349,18 @@ static int loop_control_get_free(void)
 		return err;
 	idr_for_each_entry(&loop_index_idr, lo, id) {
 		/*
-		 * A device in LO_RUNDOWN is never handed out: it is not free
-		 * yet. lo_state is read without lo_mutex: racing with an
-		 * attach is harmless, the attach of one of the callers fails
-		 * with EBUSY, as with stock.
+		 * Free: visible, unbound and not open. A device in
+		 * LO_RUNDOWN is not free yet. An unbound device that somebody
+		 * has open is most likely being attached by the caller who got
+		 * it from here a moment ago: handing it out again would make
+		 * one of the two attaches fail with EBUSY. Both are read
+		 * without lo_mutex or open_mutex: a caller that loses a race
+		 * with an open or an attach gets EBUSY from its attach, as
+		 * with stock, and asks again.
 		 */
-		if (lo->lo_idr_visible && READ_ONCE(lo->lo_state) == LO_UNBOUND) {
+		if (lo->lo_idr_visible &&
+		    READ_ONCE(lo->lo_state) == LO_UNBOUND &&
+		    !disk_openers(lo->lo_disk)) {
 			mutex_unlock(&loop_ctl_mutex);
 			return id;
 		}

@@ -1,0 +1,50 @@
+#!/usr/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Where the time of an attach/detach cycle goes (BENCH_PARTS=trace): runs
+# one second of single-threaded churn under the function_graph tracer, with
+# the attach, the last close and the teardown as roots, and prints "TRACE
+# driver depth function calls total_us" for them (depth 0) and their
+# callees (depth 1) to the guest console (build/bench-<kernel>/console).
+# Stock tears down inside blkdev_release(), ours in loop_rundown() from
+# task work. Tracing slows every call down: compare the drivers' shares,
+# not the absolute figures.
+set -u
+drv=$1
+T=/sys/kernel/tracing
+[ -e $T/trace ] || mount -t tracefs nodev $T || exit 1
+echo 0 > $T/tracing_on
+echo function_graph > $T/current_tracer
+echo 1 > $T/options/funcgraph-tail
+echo 2 > $T/max_graph_depth
+echo 16384 > $T/buffer_size_kb
+for f in loop_configure loop_rundown blkdev_release; do
+	echo $f >> $T/set_graph_function 2>/dev/null
+done
+echo > $T/trace
+echo 1 > $T/tracing_on
+"$(dirname "$0")/loop_bench" churn 1 1 /tmp/churn.img > /dev/null
+echo 0 > $T/tracing_on
+awk -F'|' -v drv="$drv" '
+NF >= 2 {
+	if (!match($1, /[0-9.]+ us/))
+		next
+	us = substr($1, RSTART, RLENGTH - 3) + 0
+	body = $2
+	match(body, /^ */)
+	depth = int((RLENGTH - 1) / 2)
+	if (match(body, /\/\* [^ ]+/))
+		fn = substr(body, RSTART + 3, RLENGTH - 3)
+	else if (match(body, /[A-Za-z0-9_.]+\(\);/))
+		fn = substr(body, RSTART, RLENGTH - 3)
+	else
+		next
+	k = depth " " fn
+	calls[k]++
+	total[k] += us
+}
+END {
+	for (k in calls)
+		printf "TRACE %s %s %d %.0f\n", drv, k, calls[k], total[k]
+}' $T/trace | sort -k3,3n -k6,6nr
+echo nop > $T/current_tracer
