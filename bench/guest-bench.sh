@@ -38,6 +38,9 @@ fio_job() {
 	rand-write-qd1) rw=randwrite bs=4k qd=1 ;;
 	rand-write-qd32) rw=randwrite bs=4k qd=32 ;;
 	esac
+	# Nothing left to write back from the job before: that would run
+	# in the background and be charged to whichever driver comes next.
+	sync
 	fio --name=j --filename="$target" --rw=$rw --bs=$bs --iodepth=$qd \
 		--ioengine=libaio --direct="$direct" --size=$size \
 		--runtime="$runtime" --time_based --output-format=terse \
@@ -81,6 +84,7 @@ raw_round() {
 
 other_round() {
 	local drv=$1 t n
+	sync
 	[ "${parts#*,churn,}" != "$parts" ] && for t in 1 4 16; do
 		"$bench/loop_bench" churn $t 3 /tmp/churn.img </dev/null |
 		while read -r k v; do result "churn:$t:$k $drv $v"; done
