@@ -68,22 +68,23 @@ static void *churn_loop(void *arg)
 	char buf[4096];
 
 	while (now_us() < c->end) {
+		/* t[step]: when the step started; t[CHURN_PHASES]: the end */
 		double t[CHURN_PHASES + 1];
 		int n, fd, err, i;
 
-		t[0] = now_us();
+		t[PH_GET_FREE] = now_us();
 		n = lt_get_free();
 		if (n < 0) {
 			c->errors++;
 			continue;
 		}
-		t[1] = now_us();
+		t[PH_OPEN] = now_us();
 		fd = lt_open_dev(n, O_RDWR);
 		if (fd < 0) {
 			c->errors++;
 			continue;
 		}
-		t[2] = now_us();
+		t[PH_CONFIGURE] = now_us();
 		err = configure(fd, LO_FLAGS_AUTOCLEAR);
 		if (err) {
 			if (err == -EBUSY)
@@ -93,14 +94,15 @@ static void *churn_loop(void *arg)
 			close(fd);
 			continue;
 		}
-		t[3] = now_us();
+		t[PH_READ] = now_us();
 		if (pread(fd, buf, sizeof(buf), 0) != sizeof(buf))
 			c->errors++;
-		t[4] = now_us();
+		t[PH_CLOSE] = now_us();
 		close(fd);
-		t[5] = now_us();
+		t[CHURN_PHASES] = now_us();
 		if (c->nclose < MAX_SAMPLES)
-			c->close_us[c->nclose++] = t[5] - t[4];
+			c->close_us[c->nclose++] = t[CHURN_PHASES] -
+							 t[PH_CLOSE];
 		for (i = 0; i < CHURN_PHASES; i++)
 			c->phase[i] += t[i + 1] - t[i];
 		c->cycles++;
