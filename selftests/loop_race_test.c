@@ -516,7 +516,12 @@ TEST(autoclear_delete_vs_prober_leaves_no_device)
  * under one lock, so a configure of loopB either fails cleanly (EINVAL:
  * loopA was not bound) or gives a chain that works: loopB serves loopA's
  * data, and loopA stays bound while loopB uses it.
+ * How often each outcome happens depends on the guest's timing (on 6.1
+ * under TCG as few as 17 stacked in 1000 rounds), so the test goes on past
+ * 1000 rounds, within its 30 s, until it has seen each one 20 times.
  */
+#define STACK_MIN_EACH 20
+
 struct attach_clear {
 	int n;
 	const char *file;
@@ -578,7 +583,8 @@ TEST(stacked_configure_vs_clear_and_reattach)
 	memset(want, 0x5a, sizeof(want));
 	a.n = na;
 	ASSERT_EQ(0, pthread_create(&thr, NULL, attach_clear_loop, &a));
-	for (i = 0; i < 1000 && lt_now() < end && !a.err; i++) {
+	for (i = 0; (i < 1000 || stacked < STACK_MIN_EACH ||
+		     refused < STACK_MIN_EACH) && lt_now() < end && !a.err; i++) {
 		char lower[32];
 		int fdb, err;
 
@@ -626,7 +632,8 @@ TEST(stacked_configure_vs_clear_and_reattach)
 	}
 	TH_LOG("%d rounds: %ld stacked, %ld refused, %ld attaches of loop%d (%ld EBUSY)",
 	       i, stacked, refused, a.attaches, na, a.busy);
-	ASSERT_LE(20, stacked);
+	ASSERT_LE(STACK_MIN_EACH, stacked);
+	ASSERT_LE(STACK_MIN_EACH, refused);
 	lt_release(nb);
 	lt_release(na);
 	unlink(file);
