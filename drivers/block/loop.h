@@ -46,9 +46,10 @@
  *           lo->lo_state_lock	(spinlock, innermost)
  *
  * The block layer calls ->open and ->release with disk->open_mutex held;
- * they take lo_state_lock only. The teardown takes lo_mutex and, without
- * it, disk->open_mutex to drop partitions, so it never runs under
- * ->release: ->release schedules it instead (see loop_lifecycle.c).
+ * they take lo_state_lock only. The teardown takes lo_mutex and under it
+ * disk->open_mutex (partitions, openers check), so it never runs under
+ * ->release: ->release schedules it instead (see loop_lifecycle.c). It
+ * drains I/O without freezing the queue (lo_inflight, loop_io.c).
  * Nothing that can end in ->release of another loop device (fput() of a
  * backing file) runs with any of these locks held.
  *
@@ -107,7 +108,8 @@ struct loop_worker {
  * hold either; a reader holding only lo_mutex is inside an ioctl on an
  * open device, so ->release cannot run meanwhile. Fields marked
  * "config" are written under lo_mutex while the device is not serving I/O
- * (unbound, or its queue frozen) and read without locks by the I/O path.
+ * (unbound, its queue frozen, or lo_draining set and lo_inflight zero)
+ * and read without locks by the I/O path.
  */
 struct loop_device {
 	int			lo_number;	/* fixed at creation */
@@ -143,6 +145,14 @@ struct loop_device {
 	spinlock_t		lo_work_lock;
 	struct list_head	lo_workers;	/* workers of other cgroups */
 	struct loop_worker	lo_root_worker;	/* root cgroup, never freed */
+	/*
+	 * Requests between ->queue_rq and their completion, and the flag
+	 * that makes ->queue_rq fail new ones while the teardown waits for
+	 * the count to reach zero: a drain without freezing the queue (see
+	 * loop_drain_io()).
+	 */
+	atomic_t		lo_inflight;
+	bool			lo_draining;
 	struct blk_mq_tag_set	lo_tag_set;
 	struct gendisk		*lo_disk;
 	struct request_queue	*lo_queue;
@@ -151,21 +161,24 @@ struct loop_device {
 /**
  * struct loop_cmd - per-request data, allocated by blk-mq with the request
  * @node:	in a worker's request list
+ * @ref:	async I/O only: submitter and completion each hold one
+ * @use_aio:	issue the read or write asynchronously (direct I/O)
+ * @requeued:	requeued after a short transfer, still counted in
+ *		lo_inflight (set by the completion, cleared by ->queue_rq)
+ * @ret:	result: bytes transferred or negative errno
  * @iocb:	the read or write on the backing file
  * @bvec:	bvec array for requests of several bios, else NULL
- * @ref:	async I/O only: submitter and completion each hold one
- * @ret:	result: bytes transferred or negative errno
- * @use_aio:	issue the read or write asynchronously (direct I/O)
  * @blkcg_css:	cgroup the I/O is charged to, with a reference, or NULL
  * @memcg_css:	memory cgroup for page cache charges, with a reference, or NULL
  */
 struct loop_cmd {
 	struct list_head		node;
+	atomic_t			ref;
+	bool				use_aio;
+	bool				requeued;
+	long				ret;
 	struct kiocb			iocb;
 	struct bio_vec			*bvec;
-	atomic_t			ref;
-	long				ret;
-	bool				use_aio;
 	struct cgroup_subsys_state	*blkcg_css;
 	struct cgroup_subsys_state	*memcg_css;
 };
@@ -200,6 +213,8 @@ void loop_lifecycle_exit(void);
 /* loop_io.c */
 extern const struct blk_mq_ops loop_mq_ops;
 void loop_init_workers(struct loop_device *lo);
+void loop_drain_io(struct loop_device *lo);
+void loop_end_drain(struct loop_device *lo);
 
 /* loop_ioctl.c */
 int lo_ioctl(struct block_device *bdev, loop_mode_t mode, unsigned int cmd,

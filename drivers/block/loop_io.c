@@ -19,8 +19,11 @@
  * worker adopts the cgroups of the request's first bio while it works.
  *
  * Nothing here takes a lifecycle lock. The backing file cannot change
- * under a request: every change to it freezes the queue first, which
- * waits for all requests to finish.
+ * under a request: every change to it first waits for all requests to
+ * finish, by freezing the queue, or (the teardown, which must not cost
+ * the RCU grace period of a freeze) by loop_drain_io(): each request is
+ * counted in lo_inflight from ->queue_rq to its completion, and
+ * ->queue_rq fails new ones while lo_draining is set.
  */
 #include <linux/blk-cgroup.h>
 #include <linux/falloc.h>
@@ -331,23 +334,71 @@ static void loop_queue_cmd(struct loop_device *lo, struct loop_cmd *cmd)
 	}
 }
 
+/* A request leaves the driver: completed, requeued or refused. */
+static void loop_inflight_put(struct loop_device *lo)
+{
+	/* Fully ordered: pairs with the barrier in loop_drain_io(). */
+	if (atomic_dec_and_test(&lo->lo_inflight) &&
+	    READ_ONCE(lo->lo_draining))
+		wake_up_var(&lo->lo_inflight);
+}
+
+/*
+ * Wait for every request in the driver to complete; until loop_end_drain(),
+ * ->queue_rq fails new ones. Only the teardown uses it, after setting the
+ * capacity to 0: what can still arrive is an empty flush, which would fail
+ * anyway once the file is gone. Caller holds lo_mutex. May sleep.
+ */
+void loop_drain_io(struct loop_device *lo)
+{
+	lockdep_assert_held(&lo->lo_mutex);
+	WRITE_ONCE(lo->lo_draining, true);
+	/* Pairs with the barrier between count and flag in ->queue_rq. */
+	smp_mb();
+	wait_var_event(&lo->lo_inflight, !atomic_read(&lo->lo_inflight));
+}
+
+/* After the configuration changed under loop_drain_io(). */
+void loop_end_drain(struct loop_device *lo)
+{
+	lockdep_assert_held(&lo->lo_mutex);
+	/* A request that sees the flag cleared sees the new configuration. */
+	smp_store_release(&lo->lo_draining, false);
+}
+
 static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
 				  const struct blk_mq_queue_data *bd)
 {
 	struct request *rq = bd->rq;
 	struct loop_cmd *cmd = blk_mq_rq_to_pdu(rq);
 	struct loop_device *lo = rq->q->queuedata;
-	enum loop_state state = READ_ONCE(lo->lo_state);
+	enum loop_state state;
+	bool draining;
 
 	blk_mq_start_request(rq);
+	if (cmd->requeued) {
+		/* The rest of a short transfer: still counted, still bound. */
+		cmd->requeued = false;
+		goto queue;
+	}
+	atomic_inc(&lo->lo_inflight);
+	/* Count before looking at the flag: see loop_drain_io(). */
+	smp_mb__after_atomic();
 	/*
 	 * A device in rundown still serves what its teardown flushes, until
-	 * the teardown unbinds the file with the queue frozen; an empty flush
-	 * may still come in after that.
+	 * the teardown drains and unbinds the file; an empty flush may still
+	 * come in after that.
 	 */
-	if ((state != LO_BOUND && state != LO_RUNDOWN) || !lo->lo_backing_file)
+	state = READ_ONCE(lo->lo_state);
+	/* Pairs with loop_end_drain(): drain over, so the file is unbound. */
+	draining = smp_load_acquire(&lo->lo_draining);
+	if (draining ||
+	    (state != LO_BOUND && state != LO_RUNDOWN) ||
+	    !lo->lo_backing_file) {
+		loop_inflight_put(lo);
 		return BLK_STS_IOERR;
-
+	}
+queue:
 	cmd->use_aio = lo->lo_use_dio &&
 		       (req_op(rq) == REQ_OP_READ || req_op(rq) == REQ_OP_WRITE);
 	cmd->blkcg_css = NULL;
@@ -369,6 +420,7 @@ static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
 /* Completion, in the context blk-mq chooses. Does not sleep. */
 static void loop_complete_rq(struct request *rq)
 {
+	struct loop_device *lo = rq->q->queuedata;
 	struct loop_cmd *cmd = blk_mq_rq_to_pdu(rq);
 	unsigned int bytes = blk_rq_bytes(rq);
 	long ret = cmd->ret;
@@ -382,6 +434,8 @@ static void loop_complete_rq(struct request *rq)
 		if (ret > 0) {
 			/* Short transfer: account what was done, retry rest. */
 			blk_update_request(rq, BLK_STS_OK, ret);
+			/* Stays counted: a drain waits for the rest too. */
+			cmd->requeued = true;
 			blk_mq_requeue_request(rq, true);
 			return;
 		}
@@ -392,9 +446,20 @@ static void loop_complete_rq(struct request *rq)
 		status = BLK_STS_IOERR;
 	}
 	blk_mq_end_request(rq, status);
+	loop_inflight_put(lo);
+}
+
+static int loop_init_request(struct blk_mq_tag_set *set, struct request *rq,
+			     unsigned int hctx_idx, unsigned int numa_node)
+{
+	struct loop_cmd *cmd = blk_mq_rq_to_pdu(rq);
+
+	cmd->requeued = false;
+	return 0;
 }
 
 const struct blk_mq_ops loop_mq_ops = {
 	.queue_rq	= loop_queue_rq,
+	.init_request	= loop_init_request,
 	.complete	= loop_complete_rq,
 };

@@ -543,9 +543,37 @@ out_putf:
 }
 
 /*
+ * Unbind the backing file and reset the configuration and limits; return
+ * the file, whose reference passes to the caller. Either the I/O is
+ * drained or nobody has the device open (see loop_rundown()).
+ */
+static struct file *loop_unbind_file(struct loop_device *lo, gfp_t *gfp)
+{
+	struct loop_limits ll = { .block_size = SECTOR_SIZE };
+	struct file *file = lo->lo_backing_file;
+
+	lockdep_assert_held(&lo->lo_mutex);
+	*gfp = lo->lo_old_gfp_mask;
+	lo->lo_backing_file = NULL;
+	lo->lo_use_dio = false;
+	loop_apply_info(lo, &(struct loop_info64){});
+	loop_apply_limits(lo->lo_queue, &ll);
+	return file;
+}
+
+/* A partition other than the whole device exists. */
+static bool loop_has_partitions(struct gendisk *disk)
+{
+	unsigned long idx = 0;
+
+	lockdep_assert_held(&disk->open_mutex);
+	return xa_find_after(&disk->part_tbl, &idx, ULONG_MAX, XA_PRESENT);
+}
+
+/*
  * The teardown. The device is in LO_RUNDOWN; no lock is held. In order:
  * write back the device's page cache (so that acknowledged buffered writes
- * reach the backing file), stop new I/O and drop every partition
+ * reach the backing file), stop new I/O, drop every partition
  * synchronously, wait for in-flight I/O, reset size and limits, bump the
  * disk sequence number, move the device to @final (LO_UNBOUND, with a
  * change uevent; or LO_DELETING when the caller deletes it next), release
@@ -556,8 +584,7 @@ static void loop_rundown(struct loop_device *lo, enum loop_state final)
 {
 	struct gendisk *disk = lo->lo_disk;
 	struct device *ddev = disk_to_dev(disk);
-	struct loop_limits ll = { .block_size = SECTOR_SIZE };
-	struct file *file;
+	struct file *file = NULL;
 	gfp_t gfp;
 	int err;
 
@@ -576,28 +603,37 @@ static void loop_rundown(struct loop_device *lo, enum loop_state final)
 	set_capacity(disk, 0);
 	sync_blockdev(disk->part0);
 	truncate_inode_pages(loop_bdev_mapping(disk->part0), 0);
-	mutex_lock(&disk->open_mutex);
-	err = bdev_disk_changed(disk, false);
-	mutex_unlock(&disk->open_mutex);
-	if (err)
-		pr_warn("loop%d: partitions not dropped: %d\n",
-			lo->lo_number, err);
 	loop_sysfs_exit(lo);
 
-	/*
-	 * Wait for in-flight requests. lo_mutex first: a frozen queue counts
-	 * as a lock held (lockdep knows it), and I/O may be submitted under
-	 * lo_mutex (the partition scan of attach).
-	 */
 	mutex_lock(&lo->lo_mutex);
-	blk_mq_freeze_queue(lo->lo_queue);
-	file = lo->lo_backing_file;
-	gfp = lo->lo_old_gfp_mask;
-	lo->lo_backing_file = NULL;
-	lo->lo_use_dio = false;
-	loop_apply_info(lo, &(struct loop_info64){});
-	loop_apply_limits(lo->lo_queue, &ll);
-	blk_mq_unfreeze_queue(lo->lo_queue);
+	mutex_lock(&disk->open_mutex);
+	if (loop_has_partitions(disk)) {
+		err = bdev_disk_changed(disk, false);
+		if (err)
+			pr_warn("loop%d: partitions not dropped: %d\n",
+				lo->lo_number, err);
+	}
+	/*
+	 * Nobody has the device open (the usual last close of autoclear):
+	 * nothing can be in flight. The block layer wrote back and dropped
+	 * the page cache at that close, and so did we above, waiting for
+	 * every page under I/O; a direct or asynchronous request holds an
+	 * open file until it completes; and no new opener can come in while
+	 * we hold open_mutex. Unbind at once, as the stock driver does.
+	 */
+	if (!disk_openers(disk))
+		file = loop_unbind_file(lo, &gfp);
+	mutex_unlock(&disk->open_mutex);
+	if (!file) {
+		/*
+		 * Somebody has it open and may have I/O in flight: wait for
+		 * it. Not by freezing the queue, which costs an RCU grace
+		 * period (milliseconds) when the queue is in use.
+		 */
+		loop_drain_io(lo);
+		file = loop_unbind_file(lo, &gfp);
+		loop_end_drain(lo);
+	}
 
 	dev_set_uevent_suppress(ddev, 1);
 	loop_force_media_change(disk);

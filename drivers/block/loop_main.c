@@ -14,7 +14,6 @@
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
-#include <linux/percpu-refcount.h>
 #include <linux/slab.h>
 
 #include "loop.h"
@@ -206,16 +205,6 @@ static int loop_add(int idx)
 	err = add_disk(disk);
 	if (err)
 		goto out_put_disk;
-	/*
-	 * Every detach freezes the queue to drain its I/O. In percpu mode a
-	 * freeze costs an RCU grace period (milliseconds), which would make
-	 * a detach many times slower than an attach. A loop device queues
-	 * every request to a workqueue anyway: count queue users atomically
-	 * (add_disk() has just switched to percpu mode; this sticks across
-	 * freezes), so that freezing an idle queue is immediate.
-	 */
-	percpu_ref_switch_to_atomic(&lo->lo_queue->q_usage_counter, NULL);
-
 	mutex_lock(&loop_ctl_mutex);
 	lo->lo_idr_visible = true;
 	mutex_unlock(&loop_ctl_mutex);
