@@ -1,11 +1,15 @@
 #!/usr/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Runs inside the bench guest (loop.mode=bench), in one boot: for each round,
-# the stock loop.ko of this kernel and ours, alternately (unload, load),
-# measure I/O with fio, attach/detach churn and scale. Raw fio on the
-# backing files gives the physical limit. Prints "RESULT metric driver value"
-# lines; scripts/bench.sh on the host takes the medians and writes the table.
+# Runs inside the bench guest (loop.mode=bench), in one boot: for each round
+# and each measurement (one fio job, one churn thread count, one scale
+# size), the stock loop.ko of this kernel and ours back to back, each
+# freshly loaded (unload, load), in an order that alternates from one
+# measurement to the next and from one round to the next: slow drifts of
+# the guest and whatever one measurement leaves behind weigh on both
+# drivers alike. Raw fio on the backing files gives the physical limit.
+# Prints "RESULT metric driver value" lines; scripts/bench.sh on the host
+# takes the medians and writes the table.
 #   BENCH_ROUNDS (3), BENCH_RUNTIME (seconds per fio job, 2),
 #   BENCH_SCALE (device counts for the scale test, "100,1000,10000"; counts
 #   of 10,000 and more are measured in the first round only),
@@ -40,7 +44,11 @@ fio_job() {
 	esac
 	# Nothing left to write back from the job before: that would run
 	# in the background and be charged to whichever driver comes next.
+	# And every job starts from the same cold page cache of the backing
+	# files (tmpfs keeps its pages): a job that found the file cached by
+	# the one before ran at memory speed, the next at disk speed.
 	sync
+	echo 3 > /proc/sys/vm/drop_caches
 	fio --name=j --filename="$target" --rw=$rw --bs=$bs --iodepth=$qd \
 		--ioengine=libaio --direct="$direct" --size=$size \
 		--runtime="$runtime" --time_based --output-format=terse \
@@ -61,53 +69,73 @@ dd if=/dev/zero of=/mnt/scratch/bench.img bs=1M count=256 status=none
 dd if=/dev/zero of=/tmp/churn.img bs=1M count=4 status=none
 sync
 
-io_round() {
-	local drv=$1 name file opt direct dev j
-	while read -r name file opt direct; do
-		[ "$opt" = - ] && opt=
-		dev=$(losetup -f --show $opt "$file" </dev/null) || { echo "# losetup failed"; exit 1; }
-		for j in $jobs; do
-			result "io:$name:$j $drv $(fio_job "$dev" "$j" 1)"
-		done
-		losetup -d "$dev" </dev/null
-	done <<< "$setups"
+# The two drivers in the order for measurement number $1 of round $r.
+order() {
+	if [ $((($1 + r) % 2)) = 0 ]; then echo "stock rework"; else echo "rework stock"; fi
 }
 
-raw_round() {
-	local name file opt direct j
+# One fio job on a fresh loop device of a freshly loaded driver $1.
+io_job() {
+	local drv=$1 name=$2 file=$3 opt=$4 job=$5 dev
+	[ "$opt" = - ] && opt=
+	load "$drv"
+	dev=$(losetup -f --show $opt "$file" </dev/null) || { echo "# losetup failed"; exit 1; }
+	result "io:$name:$job $drv $(fio_job "$dev" "$job" 1)"
+	losetup -d "$dev" </dev/null
+}
+
+io_round() {
+	local name file opt direct j drv i=0
 	while read -r name file opt direct; do
 		for j in $jobs; do
 			result "io:$name:$j raw $(fio_job "$file" "$j" "$direct")"
+			for drv in $(order $i); do
+				io_job "$drv" "$name" "$file" "$opt" "$j"
+			done
+			i=$((i + 1))
 		done
 	done <<< "$setups"
 }
 
-other_round() {
-	local drv=$1 t n
-	sync
-	[ "${parts#*,churn,}" != "$parts" ] && for t in 1 4 16; do
-		"$bench/loop_bench" churn $t 3 /tmp/churn.img </dev/null |
-		while read -r k v; do result "churn:$t:$k $drv $v"; done
-	done
-	[ "${parts#*,scale,}" != "$parts" ] && for n in $scales; do
-		# The largest count is slow to build: measured in round 1 only.
-		[ "$n" -ge 10000 ] && [ "$r" != 1 ] && continue
-		"$bench/loop_bench" scale $n 50 /tmp/churn.img </dev/null |
-		while read -r k v; do result "scale:$n:$k $drv $v"; done
+churn_round() {
+	local t drv i=0
+	for t in 1 4 16; do
+		for drv in $(order $i); do
+			load "$drv"
+			sync
+			"$bench/loop_bench" churn $t 3 /tmp/churn.img </dev/null |
+			while read -r k v; do result "churn:$t:$k $drv $v"; done
+		done
+		i=$((i + 1))
 	done
 }
 
+scale_round() {
+	local n drv i=0
+	for n in $scales; do
+		# The largest count is slow to build: measured in round 1 only.
+		[ "$n" -ge 10000 ] && [ "$r" != 1 ] && continue
+		for drv in $(order $i); do
+			load "$drv"
+			"$bench/loop_bench" scale $n 50 /tmp/churn.img </dev/null |
+			while read -r k v; do result "scale:$n:$k $drv $v"; done
+		done
+		i=$((i + 1))
+	done
+}
+
+has() { [ "${parts#*,$1,}" != "$parts" ]; }
+
 for r in $(seq 1 "$rounds"); do
 	echo "# round $r"
-	[ "${parts#*,io,}" != "$parts" ] && raw_round
-	order="stock rework"
-	[ $((r % 2)) = 0 ] && order="rework stock"
-	for drv in $order; do
-		load "$drv"
-		echo "# round $r: $drv"
-		[ "${parts#*,io,}" != "$parts" ] && io_round "$drv"
-		other_round "$drv"
-		[ "${parts#*,trace,}" != "$parts" ] && "$bench/guest-trace.sh" "$drv"
-	done
+	has io && io_round
+	has churn && churn_round
+	has scale && scale_round
+	if has trace; then
+		for drv in $(order 0); do
+			load "$drv"
+			"$bench/guest-trace.sh" "$drv"
+		done
+	fi
 done
 load rework

@@ -31,12 +31,12 @@ $1 == "RESULT" {
 END {
 	printf "# Loop driver benchmark: stock loop.ko vs ours, Linux %s\n\n", kernel
 	printf "QEMU TCG guest, 2 vCPUs, 3 GiB; both drivers measured in the same boot, "
-	printf "alternately, %d rounds each; medians. Absolute figures under TCG mean little: read the ratios.", rounds(order[1] SUBSEP "stock")
+	printf "back to back for every measurement, each freshly loaded, in alternating order, %d rounds each; medians. Absolute figures under TCG mean little: read the ratios.", rounds(order[1] SUBSEP "stock")
 	if (parallel == 1)
 		printf " This run booted the 6.1 and 6.12 guests at the same time on the 2-core host: figures are noisier than in a sequential run."
 	printf "\n\n"
 	printf "## I/O (fio, libaio, O_DIRECT on the loop device; MB/s for 1 MiB jobs, IOPS for 4 KiB)\n\n"
-	printf "Backing file of 256 MiB on tmpfs or on ext4 on a virtio disk; loop device buffered or with `--direct-io=on`. raw: the same job on the backing file itself (buffered for the buffered setups).\n\n"
+	printf "Backing file of 256 MiB on tmpfs or on ext4 on a virtio disk; loop device buffered or with `--direct-io=on`. raw: the same job on the backing file itself (buffered for the buffered setups). Every job starts after `sync` and with the page cache dropped.\n\n"
 	printf "| setup | job | raw | stock | ours | ours/stock | ours/raw |\n"
 	printf "|---|---|---:|---:|---:|---:|---:|\n"
 	worst = ""
