@@ -366,39 +366,45 @@ void loop_end_drain(struct loop_device *lo)
 	smp_store_release(&lo->lo_draining, false);
 }
 
+/*
+ * A request enters the driver. False if it must fail: a drain is on, or
+ * the device is not serving I/O. A device in rundown still serves what its
+ * teardown flushes, until the teardown drains and unbinds the file; an
+ * empty flush may still come in after that.
+ */
+static bool loop_inflight_get(struct loop_device *lo)
+{
+	enum loop_state state;
+	bool draining;
+
+	atomic_inc(&lo->lo_inflight);
+	/* Count before looking at the flag: see loop_drain_io(). */
+	smp_mb__after_atomic();
+	state = READ_ONCE(lo->lo_state);
+	/* Pairs with loop_end_drain(): drain over, so the file is unbound. */
+	draining = smp_load_acquire(&lo->lo_draining);
+	if (draining || (state != LO_BOUND && state != LO_RUNDOWN) ||
+	    !lo->lo_backing_file) {
+		loop_inflight_put(lo);
+		return false;
+	}
+	return true;
+}
+
 static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
 				  const struct blk_mq_queue_data *bd)
 {
 	struct request *rq = bd->rq;
 	struct loop_cmd *cmd = blk_mq_rq_to_pdu(rq);
 	struct loop_device *lo = rq->q->queuedata;
-	enum loop_state state;
-	bool draining;
 
 	blk_mq_start_request(rq);
-	if (cmd->requeued) {
-		/* The rest of a short transfer: still counted, still bound. */
+	/* The rest of a short transfer: still counted, still bound. */
+	if (cmd->requeued)
 		cmd->requeued = false;
-		goto queue;
-	}
-	atomic_inc(&lo->lo_inflight);
-	/* Count before looking at the flag: see loop_drain_io(). */
-	smp_mb__after_atomic();
-	/*
-	 * A device in rundown still serves what its teardown flushes, until
-	 * the teardown drains and unbinds the file; an empty flush may still
-	 * come in after that.
-	 */
-	state = READ_ONCE(lo->lo_state);
-	/* Pairs with loop_end_drain(): drain over, so the file is unbound. */
-	draining = smp_load_acquire(&lo->lo_draining);
-	if (draining ||
-	    (state != LO_BOUND && state != LO_RUNDOWN) ||
-	    !lo->lo_backing_file) {
-		loop_inflight_put(lo);
+	else if (!loop_inflight_get(lo))
 		return BLK_STS_IOERR;
-	}
-queue:
+
 	cmd->use_aio = lo->lo_use_dio &&
 		       (req_op(rq) == REQ_OP_READ || req_op(rq) == REQ_OP_WRITE);
 	cmd->blkcg_css = NULL;
