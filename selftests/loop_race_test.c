@@ -12,6 +12,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -573,7 +574,7 @@ TEST(stacked_configure_vs_clear_and_reattach)
 	long stacked = 0, refused = 0;
 	struct loop_info64 info;
 	double end = lt_now() + 30;
-	char buf[4096], want[4096];
+	char buf[4096] __attribute__((aligned(4096))), want[4096];
 	pthread_t thr;
 	int i;
 
@@ -586,13 +587,14 @@ TEST(stacked_configure_vs_clear_and_reattach)
 	for (i = 0; (i < 1000 || stacked < STACK_MIN_EACH ||
 		     refused < STACK_MIN_EACH) && lt_now() < end && !a.err; i++) {
 		char lower[32];
+		double hold;
 		int fdb, err;
 
 		/* Aim at the window: loopA bound, maybe being cleared. */
 		while (!lt_exists("/sys/block/loop%d/loop", na) && lt_now() < end)
 			;
 		snprintf(lower, sizeof(lower), "/dev/loop%d", na);
-		fdb = lt_open_dev(nb, O_RDWR);
+		fdb = lt_open_dev(nb, O_RDWR | O_DIRECT);
 		ASSERT_LE(0, fdb);
 		err = lt_configure(fdb, lower, O_RDWR, 0, 0, 0, 0);
 		if (err == -EINVAL) {
@@ -605,11 +607,20 @@ TEST(stacked_configure_vs_clear_and_reattach)
 			       strerror(-err));
 		}
 		stacked++;
-		ASSERT_EQ((ssize_t)sizeof(buf), pread(fdb, buf, sizeof(buf), 0)) {
-			TH_LOG("round %d: read through the chain: %s", i,
-			       strerror(errno));
-		}
-		ASSERT_EQ(0, memcmp(buf, want, sizeof(buf)));
+		/*
+		 * Use the chain for 2 ms, with direct reads that each go
+		 * down to loopA: a detach of loopA that raced this configure
+		 * shows up while loopB is in use, not only at its first read.
+		 */
+		hold = lt_now() + 0.002;
+		do {
+			ASSERT_EQ((ssize_t)sizeof(buf),
+				  pread(fdb, buf, sizeof(buf), 0)) {
+				TH_LOG("round %d: read through the chain: %s",
+				       i, strerror(errno));
+			}
+			ASSERT_EQ(0, memcmp(buf, want, sizeof(buf)));
+		} while (lt_now() < hold);
 		/* The lower device is still bound while loopB uses it. */
 		snprintf(lower, sizeof(lower), "/dev/loop%d", na);
 		{
@@ -1155,6 +1166,166 @@ TEST(writes_acknowledged_before_detach_are_in_the_file)
 	free(other);
 	free(data);
 	free(buf);
+}
+
+/*
+ * LOOP_CLR_FD by the sole opener while its own direct reads are in flight
+ * (threads of one process share the open). The device has an opener, so
+ * nothing drained it at a last close: the teardown must wait for the
+ * requests it accepted before it lets the backing file go, and refuse new
+ * ones. Every read must return the backing file's data at the configured
+ * offset, or fail, or end at the new size 0; none may hang. The readers
+ * run in a child process, so that a read that never completes (a request
+ * lost with its worker) is reported instead of waited for.
+ */
+#define DRN_READERS	4
+#define DRN_CHUNK	MiB
+#define DRN_SPAN	(16 * MiB)	/* the device */
+#define DRN_OFFSET	MiB		/* where it starts in the file */
+
+struct drn_shared {
+	_Atomic long reads;	/* completed with data, all of it checked */
+	_Atomic long bad;	/* of which with wrong data */
+	_Atomic long cut;	/* ended by the detach: error or size 0 */
+	_Atomic long spanning;	/* read whole although the detach began */
+	_Atomic int detaching;
+	_Atomic long bad_at;
+};
+
+struct drn_reader {
+	struct drn_shared *sh;
+	int fd;
+	unsigned int seed;
+};
+
+/* A file whose every 64-bit word holds its own byte offset. */
+static char *drn_make_file(void)
+{
+	char *path = lt_make_file("drain", 0, 0);
+	__u64 *buf = malloc(MiB);
+	int fd = path ? open(path, O_WRONLY | O_CLOEXEC) : -1;
+	off_t at;
+
+	if (fd < 0 || !buf)
+		return NULL;
+	for (at = 0; at < DRN_OFFSET + DRN_SPAN; at += MiB) {
+		for (size_t i = 0; i < MiB / sizeof(*buf); i++)
+			buf[i] = at + i * sizeof(*buf);
+		if (pwrite(fd, buf, MiB, at) != MiB)
+			break;
+	}
+	close(fd);
+	free(buf);
+	return at == DRN_OFFSET + DRN_SPAN ? path : NULL;
+}
+
+static void *drn_read_loop(void *arg)
+{
+	struct drn_reader *r = arg;
+	struct drn_shared *sh = r->sh;
+	__u64 *buf;
+
+	if (posix_memalign((void **)&buf, 4096, DRN_CHUNK))
+		return NULL;
+	for (;;) {
+		off_t at = (off_t)(rand_r(&r->seed) %
+				   ((DRN_SPAN - DRN_CHUNK) / 4096)) * 4096;
+		int before = atomic_load(&sh->detaching);
+		ssize_t got = pread(r->fd, buf, DRN_CHUNK, at);
+
+		if (got <= 0) {
+			atomic_fetch_add(&sh->cut, 1);
+			break;
+		}
+		for (size_t i = 0; i < (size_t)got / sizeof(*buf); i++) {
+			if (buf[i] != DRN_OFFSET + at + i * sizeof(*buf)) {
+				atomic_store(&sh->bad_at, at + i * sizeof(*buf));
+				atomic_fetch_add(&sh->bad, 1);
+				break;
+			}
+		}
+		atomic_fetch_add(&sh->reads, 1);
+		if (!before && atomic_load(&sh->detaching))
+			atomic_fetch_add(&sh->spanning, 1);
+	}
+	free(buf);
+	return NULL;
+}
+
+/* The child: readers on @fd until the detach stops them all. */
+static void drn_readers(int fd, struct drn_shared *sh)
+{
+	struct drn_reader r[DRN_READERS];
+	pthread_t thr[DRN_READERS];
+	int i;
+
+	for (i = 0; i < DRN_READERS; i++) {
+		r[i] = (struct drn_reader){ .sh = sh, .fd = fd, .seed = i };
+		if (pthread_create(&thr[i], NULL, drn_read_loop, &r[i]))
+			_exit(2);
+	}
+	for (i = 0; i < DRN_READERS; i++)
+		pthread_join(thr[i], NULL);
+	_exit(0);
+}
+
+TEST(clr_fd_waits_for_reads_in_flight_through_its_own_open)
+{
+	struct drn_shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+				     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	char *file = drn_make_file();
+	double end = lt_now() + 30;
+	long spanning = 0, reads = 0;
+	int round, n, fd, status;
+
+	ASSERT_NE(MAP_FAILED, sh);
+	ASSERT_NE(NULL, file);
+	for (round = 0; round < 200 && lt_now() < end; round++) {
+		__u32 flags = round & 1 ? LO_FLAGS_DIRECT_IO : 0;
+		double deadline;
+		pid_t pid;
+
+		memset(sh, 0, sizeof(*sh));
+		n = lt_get_free();
+		ASSERT_LE(0, n);
+		fd = lt_open_dev(n, O_RDONLY | O_DIRECT);
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(0, lt_configure(fd, file, O_RDWR, flags, DRN_OFFSET,
+					  DRN_SPAN, 0));
+		pid = fork();
+		ASSERT_LE(0, pid);
+		if (!pid)
+			drn_readers(fd, sh);
+		while (atomic_load(&sh->reads) < 4 && !atomic_load(&sh->cut))
+			sched_yield();
+		atomic_store(&sh->detaching, 1);
+		ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
+		/* Every reader ends soon: its last read failed or saw EOF. */
+		deadline = lt_now() + 20;
+		while (waitpid(pid, &status, WNOHANG) == 0) {
+			ASSERT_GT(deadline, lt_now()) {
+				TH_LOG("round %d: reads on loop%d still not done 20 s after LOOP_CLR_FD returned (%ld done)",
+				       round, n, atomic_load(&sh->reads));
+			}
+			usleep(1000);
+		}
+		ASSERT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status));
+		ASSERT_EQ(0, atomic_load(&sh->bad)) {
+			TH_LOG("round %d: a read returned wrong data at device offset %ld",
+			       round, atomic_load(&sh->bad_at));
+		}
+		ASSERT_EQ(DRN_READERS, atomic_load(&sh->cut));
+		reads += atomic_load(&sh->reads);
+		spanning += atomic_load(&sh->spanning);
+		close(fd);
+		lt_ctl(LOOP_CTL_REMOVE, n);
+	}
+	TH_LOG("%d rounds, %ld reads checked, %ld of them begun before LOOP_CLR_FD and whole after it began",
+	       round, reads, spanning);
+	ASSERT_LE(10, round);
+	unlink(file);
+	free(file);
+	munmap(sh, sizeof(*sh));
 }
 
 /*

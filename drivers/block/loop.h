@@ -113,11 +113,11 @@ struct loop_worker {
  */
 struct loop_device {
 	int			lo_number;	/* fixed at creation */
+	/* Protects "state" fields together with lo_mutex; see above. */
+	spinlock_t		lo_state_lock;
 
 	/* Serialises configuration changes of this device. */
 	struct mutex		lo_mutex;
-	/* Protects "state" fields together with lo_mutex; see above. */
-	spinlock_t		lo_state_lock;
 	/* Woken when lo_state leaves LO_RUNDOWN. */
 	wait_queue_head_t	lo_state_wq;
 
@@ -127,22 +127,23 @@ struct loop_device {
 	struct file		*lo_backing_file;	/* config */
 	loff_t			lo_offset;		/* config */
 	loff_t			lo_sizelimit;		/* config */
-	bool			lo_use_dio;		/* config */
 	char			lo_file_name[LO_NAME_SIZE];	/* config */
 	gfp_t			lo_old_gfp_mask;	/* config */
-	/* Set by attach, cleared by the teardown: never concurrent. */
-	bool			lo_sysfs_inited;
 
-	/* The teardown, when it runs on a workqueue or as task work. */
-	struct work_struct	lo_rundown_work;
-	struct callback_head	lo_rundown_twork;
-
-	/* Visible to LOOP_CTL_GET_FREE and LOOP_CTL_REMOVE: loop_ctl_mutex. */
-	bool			lo_idr_visible;
-
-	struct workqueue_struct	*lo_workqueue;	/* I/O workers; lo_mutex */
 	/* Protects lo_workers and every worker's request list and flag. */
 	spinlock_t		lo_work_lock;
+
+	/*
+	 * The teardown, when it runs as task work of the last closer or, if
+	 * that cannot be, on a workqueue: one or the other, once per
+	 * rundown, each initialised when it is scheduled.
+	 */
+	union {
+		struct work_struct	lo_rundown_work;
+		struct callback_head	lo_rundown_twork;
+	};
+
+	struct workqueue_struct	*lo_workqueue;	/* I/O workers; lo_mutex */
 	struct list_head	lo_workers;	/* workers of other cgroups */
 	struct loop_worker	lo_root_worker;	/* root cgroup, never freed */
 	/*
@@ -153,6 +154,13 @@ struct loop_device {
 	 */
 	atomic_t		lo_inflight;
 	bool			lo_draining;
+
+	bool			lo_use_dio;		/* config */
+	/* Set by attach, cleared by the teardown: never concurrent. */
+	bool			lo_sysfs_inited;
+	/* Visible to LOOP_CTL_GET_FREE and LOOP_CTL_REMOVE: loop_ctl_mutex. */
+	bool			lo_idr_visible;
+
 	struct blk_mq_tag_set	lo_tag_set;
 	struct gendisk		*lo_disk;
 	struct request_queue	*lo_queue;
@@ -206,7 +214,6 @@ void loop_reread_partitions(struct loop_device *lo);
 void loop_set_size(struct loop_device *lo, loff_t sectors);
 int loop_check_info(const struct loop_info64 *info);
 void loop_apply_info(struct loop_device *lo, const struct loop_info64 *info);
-void loop_init_rundown(struct loop_device *lo);
 int loop_lifecycle_init(void);
 void loop_lifecycle_exit(void);
 

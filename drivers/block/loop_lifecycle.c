@@ -718,6 +718,8 @@ void loop_release_last(struct loop_device *lo)
 		if (LOOP_TASK_WORK_PINS_MODULE)
 			module_put(THIS_MODULE);
 	}
+	/* Shares its storage with the task work: set it up now. */
+	INIT_WORK(&lo->lo_rundown_work, loop_rundown_workfn);
 	queue_work(loop_rundown_wq, &lo->lo_rundown_work);
 out_put:
 	module_put(THIS_MODULE);
@@ -760,12 +762,6 @@ out_unlock:
 		module_put(THIS_MODULE);
 	}
 	return err;
-}
-
-/* Prepare the teardown work of a new device. */
-void loop_init_rundown(struct loop_device *lo)
-{
-	INIT_WORK(&lo->lo_rundown_work, loop_rundown_workfn);
 }
 
 int __init loop_lifecycle_init(void)

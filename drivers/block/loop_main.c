@@ -146,7 +146,6 @@ static int loop_add(int idx)
 	mutex_init(&lo->lo_mutex);
 	spin_lock_init(&lo->lo_state_lock);
 	init_waitqueue_head(&lo->lo_state_wq);
-	loop_init_rundown(lo);
 	loop_init_workers(lo);
 	lo->lo_state = LO_UNBOUND;
 
