@@ -30,20 +30,21 @@ for patch in scripts/breakages/*.patch; do
 		</dev/null | tr -d '\r' > "$dir/tap"
 	for t in $expect; do
 		n=$((n + 1))
+		# Kernel crash lines printed since the test started, if any.
+		crash=$(sed -n "/RUN  *global\.$t /,\$p" "$dir/tap" |
+			grep -E '\] (BUG|Oops|RIP|Kernel panic|general protection)' |
+			head -n 2)
 		if grep -qE "^not ok [0-9]+ global\.$t\$" "$dir/tap"; then
 			echo "ok $n $name: caught by $t"
 			# What the test reported: its own log lines.
 			sed -n "/RUN  *global\.$t /,/global\.$t\$/p" "$dir/tap" |
 				grep -E "^# loop_race_test.c:[0-9]+:$t:" |
 				grep -v ':Expected ' | head -n 2
-		elif ! grep -qE "^ok [0-9]+ global\.$t\$" "$dir/tap" &&
-			sed -n "/RUN  *global\.$t /,\$p" "$dir/tap" |
-			grep -qE '\] (BUG|Oops|Kernel panic|general protection)'; then
+		elif [ -n "$crash" ] &&
+			! grep -qE "^ok [0-9]+ global\.$t\$" "$dir/tap"; then
 			# The guest panics on an oops: the test got no verdict.
 			echo "ok $n $name: caught by $t (the kernel crashed while it ran)"
-			sed -n "/RUN  *global\.$t /,\$p" "$dir/tap" |
-				grep -E '\] (BUG|Oops|RIP|Kernel panic|general protection)' |
-				head -n 2 | sed 's/^/# /'
+			echo "$crash" | sed 's/^/# /'
 		else
 			echo "not ok $n $name: $t did not fail"
 			failed=$((failed + 1))

@@ -108,8 +108,9 @@ struct loop_worker {
  * hold either; a reader holding only lo_mutex is inside an ioctl on an
  * open device, so ->release cannot run meanwhile. Fields marked
  * "config" are written under lo_mutex while the device is not serving I/O
- * (unbound, its queue frozen, or lo_draining set and lo_inflight zero)
- * and read without locks by the I/O path.
+ * (unbound, its queue frozen, lo_draining set and lo_inflight zero, or
+ * nobody has it open and open_mutex is held) and read without locks by
+ * the I/O path.
  */
 struct loop_device {
 	int			lo_number;	/* fixed at creation */

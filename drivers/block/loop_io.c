@@ -23,7 +23,9 @@
  * finish, by freezing the queue, or (the teardown, which must not cost
  * the RCU grace period of a freeze) by loop_drain_io(): each request is
  * counted in lo_inflight from ->queue_rq to its completion, and
- * ->queue_rq fails new ones while lo_draining is set.
+ * ->queue_rq fails new ones while lo_draining is set. A teardown that
+ * finds nobody with the device open needs neither: nothing is in flight
+ * (see loop_rundown()).
  */
 #include <linux/blk-cgroup.h>
 #include <linux/falloc.h>

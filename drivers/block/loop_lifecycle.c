@@ -584,7 +584,8 @@ static void loop_rundown(struct loop_device *lo, enum loop_state final)
 {
 	struct gendisk *disk = lo->lo_disk;
 	struct device *ddev = disk_to_dev(disk);
-	struct file *file = NULL;
+	struct file *file;
+	bool opened;
 	gfp_t gfp;
 	int err;
 
@@ -621,10 +622,11 @@ static void loop_rundown(struct loop_device *lo, enum loop_state final)
 	 * open file until it completes; and no new opener can come in while
 	 * we hold open_mutex. Unbind at once, as the stock driver does.
 	 */
-	if (!disk_openers(disk))
+	opened = disk_openers(disk);
+	if (!opened)
 		file = loop_unbind_file(lo, &gfp);
 	mutex_unlock(&disk->open_mutex);
-	if (!file) {
+	if (opened) {
 		/*
 		 * Somebody has it open and may have I/O in flight: wait for
 		 * it. Not by freezing the queue, which costs an RCU grace
