@@ -10,14 +10,14 @@
 # drivers alike. Raw fio on the backing files gives the physical limit.
 # Prints "RESULT metric driver value" lines; scripts/bench.sh on the host
 # takes the medians and writes the table.
-#   BENCH_ROUNDS (3), BENCH_RUNTIME (seconds per fio job, 2),
+#   BENCH_ROUNDS (5), BENCH_RUNTIME (seconds per fio job, 2),
 #   BENCH_SCALE (device counts for the scale test, "100,1000,10000"; counts
 #   of 10,000 and more are measured in the first round only),
 #   BENCH_PARTS (what to run, "io,churn,scale"; "trace" adds a function
 #   graph of the churn steps, see bench/guest-trace.sh)
 set -u
 parts=",${BENCH_PARTS:-io,churn,scale},"
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-5}
 runtime=${BENCH_RUNTIME:-2}
 scales=$(echo "${BENCH_SCALE:-100,1000,10000}" | tr , ' ')
 size=256M

@@ -2,27 +2,65 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Reads "RESULT metric driver value" lines (bench/guest-bench.sh), writes
-# the Markdown tables of bench/results-<kernel>.md: medians over the rounds,
-# and ratios ours/stock (and ours/raw for I/O). -v kernel=KVER
-function median(key,    n, i, j, v, t) {
-	n = split(vals[key], v, " ")
+# the Markdown tables of bench/results-<kernel>.md: the median of each
+# driver's figures over the rounds, and the ratios ours/stock (and ours/raw
+# for I/O) as the median of the per-round ratios, with their range. Each
+# round measures both drivers back to back, so the figures of one round
+# form a pair: the guest drifts by more from one round to the next (raw
+# fio alone varies by 10% or more) than within a pair, and a ratio taken
+# within each pair leaves that drift out. -v kernel=KVER
+function sort_median(v, n,    i, j, t) {
 	if (n == 0)
 		return ""
 	for (i = 2; i <= n; i++)
 		for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) {
 			t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
 		}
+	lo = v[1]; hi = v[n]
 	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
-function ratio(a, b) {
+# A measurement that printed no figure holds "-": it keeps its round's
+# place in the pairs, and counts in no median or ratio.
+function num(x) {
+	return x ~ /^[0-9.]+$/
+}
+function median(key,    n, v, w, i, m) {
+	n = split(vals[key], v, " ")
+	m = 0
+	for (i = 1; i <= n; i++)
+		if (num(v[i]))
+			w[++m] = v[i]
+	return sort_median(w, m)
+}
+# Median of the ratios a/b of the values of the same round; sets lo and hi
+# to the lowest and highest of them.
+function ratio(a, b,    na, nb, va, vb, r, i, n) {
+	na = split(vals[a], va, " ")
+	nb = split(vals[b], vb, " ")
+	n = 0
+	for (i = 1; i <= na && i <= nb; i++)
+		if (num(va[i]) && num(vb[i]) && vb[i] + 0 != 0)
+			r[++n] = va[i] / vb[i]
+	if (n == 0) {
+		lo = hi = ""
+		return "n/a"
+	}
+	r[0] = sort_median(r, n)
+	lo = sprintf("%.2f", lo); hi = sprintf("%.2f", hi)
+	return sprintf("%.2f", r[0])
+}
+function quot(a, b) {
 	return (a == "" || b == "" || b + 0 == 0) ? "n/a" : sprintf("%.2f", a / b)
+}
+function range() {
+	return lo == hi ? lo : lo "–" hi
 }
 function rounds(key,    v) {
 	return split(vals[key], v, " ")
 }
 $1 == "RESULT" {
 	key = $2 SUBSEP $3
-	vals[key] = vals[key] " " $4
+	vals[key] = vals[key] " " ($4 == "" ? "-" : $4)
 	if (!(($2) in seen)) {
 		seen[$2] = 1
 		order[++nm] = $2
@@ -31,14 +69,14 @@ $1 == "RESULT" {
 END {
 	printf "# Loop driver benchmark: stock loop.ko vs ours, Linux %s\n\n", kernel
 	printf "QEMU TCG guest, 2 vCPUs, 3 GiB; both drivers measured in the same boot, "
-	printf "back to back for every measurement, each freshly loaded, in alternating order, %d rounds each; medians. Absolute figures under TCG mean little: read the ratios.", rounds(order[1] SUBSEP "stock")
+	printf "back to back for every measurement, each freshly loaded, in alternating order, %d rounds each. Figures: the median of each driver's. Ratios: the median of the ratios within each round (both drivers of a round are measured back to back), and their range over the rounds. Absolute figures under TCG mean little: read the ratios, and their range for the noise.", rounds(order[1] SUBSEP "stock")
 	if (parallel == 1)
 		printf " This run booted the 6.1 and 6.12 guests at the same time on the 2-core host: figures are noisier than in a sequential run."
 	printf "\n\n"
 	printf "## I/O (fio, libaio, O_DIRECT on the loop device; MB/s for 1 MiB jobs, IOPS for 4 KiB)\n\n"
 	printf "Backing file of 256 MiB on tmpfs or on ext4 on a virtio disk; loop device buffered or with `--direct-io=on`. raw: the same job on the backing file itself (buffered for the buffered setups). Every job starts after `sync` and with the page cache dropped.\n\n"
-	printf "| setup | job | raw | stock | ours | ours/stock | ours/raw |\n"
-	printf "|---|---|---:|---:|---:|---:|---:|\n"
+	printf "| setup | job | raw | stock | ours | ours/stock | range | ours/raw |\n"
+	printf "|---|---|---:|---:|---:|---:|---:|---:|\n"
 	worst = ""
 	for (i = 1; i <= nm; i++) {
 		m = order[i]
@@ -47,20 +85,23 @@ END {
 		split(m, p, ":")
 		raw = median(m SUBSEP "raw"); st = median(m SUBSEP "stock")
 		ou = median(m SUBSEP "rework")
-		r = ratio(ou, st)
+		r = ratio(m SUBSEP "rework", m SUBSEP "stock")
+		rg = range()
 		if (r != "n/a" && (worst == "" || r + 0 < worst + 0)) {
 			worst = r; worstjob = p[2] " " p[3]
 		}
-		printf "| %s | %s | %s | %s | %s | %s | %s |\n", p[2], p[3], raw, st, ou, r, ratio(ou, raw)
+		printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", p[2], p[3], raw, st, ou, r, rg,
+			ratio(m SUBSEP "rework", m SUBSEP "raw")
 	}
 	printf "\nLowest I/O ratio ours/stock: %s (%s); target: none below 0.97.\n\n", worst, worstjob
 	printf "## Attach/detach churn (LOOP_CTL_GET_FREE, open, LOOP_CONFIGURE with autoclear, read 4 KiB, close; 3 s)\n\n"
-	printf "| threads | stock cycles/s | ours cycles/s | ours/stock | close p50 µs stock / ours | close p99 µs stock / ours | EBUSY stock / ours |\n"
-	printf "|---:|---:|---:|---:|---:|---:|---:|\n"
+	printf "| threads | stock cycles/s | ours cycles/s | ours/stock | range | close p50 µs stock / ours | close p99 µs stock / ours | EBUSY stock / ours |\n"
+	printf "|---:|---:|---:|---:|---:|---:|---:|---:|\n"
 	for (t = 1; t <= 16; t *= 4) {
 		k = "churn:" t ":"
 		st = median(k "cycles_per_s" SUBSEP "stock"); ou = median(k "cycles_per_s" SUBSEP "rework")
-		printf "| %d | %s | %s | %s | %s / %s | %s / %s | %s / %s |\n", t, st, ou, ratio(ou, st),
+		r = ratio(k "cycles_per_s" SUBSEP "rework", k "cycles_per_s" SUBSEP "stock")
+		printf "| %d | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s |\n", t, st, ou, r, range(),
 			median(k "close_p50_us" SUBSEP "stock"), median(k "close_p50_us" SUBSEP "rework"),
 			median(k "close_p99_us" SUBSEP "stock"), median(k "close_p99_us" SUBSEP "rework"),
 			median(k "ebusy" SUBSEP "stock"), median(k "ebusy" SUBSEP "rework")
@@ -84,7 +125,8 @@ END {
 	for (n = 100; n <= 10000; n *= 10) {
 		k = "scale:" n ":cycle_us"
 		st = median(k SUBSEP "stock"); ou = median(k SUBSEP "rework")
-		printf "| %d | %s | %s | %s | %s |\n", n, st, ou, ratio(ou, st), ratio(ou, base)
+		printf "| %d | %s | %s | %s | %s |\n", n, st, ou,
+			ratio(k SUBSEP "rework", k SUBSEP "stock"), quot(ou, base)
 	}
 	printf "\nTarget: ours at 10,000 devices at most 1.5 times ours at 100.\n\n"
 	printf "## Kernel memory per idle device (slab + vmalloc + percpu, KiB; devices created by LOOP_CTL_ADD)\n\n"
@@ -93,7 +135,8 @@ END {
 	for (n = 100; n <= 10000; n *= 10) {
 		k = "scale:" n ":idle_device_kib"
 		st = median(k SUBSEP "stock"); ou = median(k SUBSEP "rework")
-		printf "| %d | %s | %s | %s |\n", n, st, ou, ratio(ou, st)
+		printf "| %d | %s | %s | %s |\n", n, st, ou,
+			ratio(k SUBSEP "rework", k SUBSEP "stock")
 	}
 	printf "\nTarget: no more than stock.\n"
 }

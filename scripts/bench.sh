@@ -3,10 +3,10 @@
 #
 # make bench: not a test. For Debian's 6.1 and 6.12 kernels, boot one guest
 # that measures the kernel's stock loop.ko and ours alternately in the same
-# boot (bench/guest-bench.sh), then write the medians and ratios to
-# bench/results-<kernel>.md and print them.
+# boot (bench/guest-bench.sh), then write the medians and ratios
+# (scripts/bench-table.awk) to bench/results-<kernel>.md and print them.
 #   BENCH_KERNELS="deb-6.1 deb-6.12"	which kernels
-#   BENCH_ROUNDS=3 BENCH_RUNTIME=2 BENCH_SCALE=100,1000,10000
+#   BENCH_ROUNDS=5 BENCH_RUNTIME=2 BENCH_SCALE=100,1000,10000
 #   BENCH_PARTS=io,churn,scale BENCH_PARALLEL=0	see
 #					bench/guest-bench.sh
 set -uo pipefail
@@ -34,7 +34,7 @@ bench_one() {
 	./scripts/mkinitramfs.sh "$dir/initrd.gz" "$kver" "$dir/src/loop.ko" "$stock"
 	echo "# bench guest $name ($kver): this takes a while"
 	./scripts/run-guest.sh "bench-$name" "/boot/vmlinuz-$kver" \
-		"$dir/initrd.gz" bench 0 5400 "bench.rounds=${BENCH_ROUNDS:-3}" \
+		"$dir/initrd.gz" bench 0 5400 "bench.rounds=${BENCH_ROUNDS:-5}" \
 		"bench.runtime=${BENCH_RUNTIME:-2}" \
 		"bench.scale=${BENCH_SCALE:-100,1000,10000}" \
 		"bench.parts=${BENCH_PARTS:-io,churn,scale}" </dev/null | tr -d '\r' > "$dir/console"
