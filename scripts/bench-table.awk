@@ -16,7 +16,6 @@ function sort_median(v, n,    i, j, t) {
 		for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) {
 			t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
 		}
-	lo = v[1]; hi = v[n]
 	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
 # A measurement that printed no figure holds "-": it keeps its round's
@@ -33,8 +32,8 @@ function median(key,    n, v, w, i, m) {
 	return sort_median(w, m)
 }
 # Median of the ratios a/b of the values of the same round; sets lo and hi
-# to the lowest and highest of them.
-function ratio(a, b,    na, nb, va, vb, r, i, n) {
+# (read by range()) to the lowest and highest of them.
+function ratio(a, b,    na, nb, va, vb, r, i, n, m) {
 	na = split(vals[a], va, " ")
 	nb = split(vals[b], vb, " ")
 	n = 0
@@ -45,9 +44,9 @@ function ratio(a, b,    na, nb, va, vb, r, i, n) {
 		lo = hi = ""
 		return "n/a"
 	}
-	r[0] = sort_median(r, n)
-	lo = sprintf("%.2f", lo); hi = sprintf("%.2f", hi)
-	return sprintf("%.2f", r[0])
+	m = sort_median(r, n)
+	lo = sprintf("%.2f", r[1]); hi = sprintf("%.2f", r[n])
+	return sprintf("%.2f", m)
 }
 function quot(a, b) {
 	return (a == "" || b == "" || b + 0 == 0) ? "n/a" : sprintf("%.2f", a / b)
