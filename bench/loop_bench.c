@@ -11,8 +11,8 @@
  *   loop_bench scale TOTAL REPS FILE
  *	make TOTAL devices exist (every tenth bound), then time REPS rounds of
  *	LOOP_CTL_GET_FREE + attach + detach; prints the median, and the kernel
- *	memory (slab + vmalloc + percpu) per idle device created. Removes
- *	what it created.
+ *	memory (slab + vmalloc + percpu) per idle device created (the median
+ *	of several creations for small counts). Removes what it created.
  * Output: "name value" lines.
  */
 #include "../selftests/loop_test_util.h"
@@ -178,28 +178,76 @@ static void drop_caches(void)
 	}
 }
 
-static int scale(int total, int reps)
+/*
+ * Create devices until loopTOTAL-1 exists; record their numbers in
+ * @created. Returns how many were created, or -1.
+ */
+static int add_devices(int total, int *created)
 {
-	int *created = calloc(total, sizeof(int)), ncreated = 0, i, n;
-	double *lat = calloc(reps, sizeof(double));
-	long mem0, mem1;
-	int failed = 0;
+	int n, ncreated = 0;
 
-	drop_caches();
-	mem0 = meminfo_kib();
-	while (1) {
+	do {
 		n = lt_ctl(LOOP_CTL_ADD, -1);
 		if (n < 0) {
 			fprintf(stderr, "LOOP_CTL_ADD: %s\n", strerror(-n));
-			return 1;
+			return -1;
 		}
 		created[ncreated++] = n;
-		if (n >= total - 1 || ncreated >= total)
-			break;
+	} while (n < total - 1 && ncreated < total);
+	return ncreated;
+}
+
+static void remove_devices(const int *created, int ncreated)
+{
+	int i;
+
+	for (i = 0; i < ncreated; i++)
+		lt_ctl(LOOP_CTL_REMOVE, created[i]);
+}
+
+/*
+ * Kernel memory per idle device: slab, vmalloc and percpu growth over the
+ * creation of the devices, divided by their number. A few hundred
+ * devices are too few for one creation to rise above the slab pages
+ * allocated and freed meanwhile by the rest of the system, so small
+ * counts are measured over several creations (at least 500 devices in
+ * all, at most 5) and the median is printed. The devices of the last
+ * creation stay; returns how many, or -1.
+ */
+static int measure_idle_memory(int total, int *created)
+{
+	int passes = total >= 500 ? 1 : (500 + total - 1) / total;
+	double per[5];
+	int p, ncreated = -1;
+	long mem0;
+
+	if (passes > 5)
+		passes = 5;
+	for (p = 0; p < passes; p++) {
+		if (p)
+			remove_devices(created, ncreated);
+		drop_caches();
+		mem0 = meminfo_kib();
+		ncreated = add_devices(total, created);
+		if (ncreated <= 0)
+			return -1;
+		drop_caches();
+		per[p] = (double)(meminfo_kib() - mem0) / ncreated;
 	}
-	drop_caches();
-	mem1 = meminfo_kib();
-	printf("idle_device_kib %.2f\n", (double)(mem1 - mem0) / ncreated);
+	qsort(per, passes, sizeof(double), cmp_double);
+	printf("idle_device_kib %.2f\n", per[passes / 2]);
+	return ncreated;
+}
+
+static int scale(int total, int reps)
+{
+	int *created = calloc(total, sizeof(int)), ncreated, i, n;
+	double *lat = calloc(reps, sizeof(double));
+	int failed = 0;
+
+	ncreated = measure_idle_memory(total, created);
+	if (ncreated < 0)
+		return 1;
 	/* Mixed: bind every tenth device, from the lowest. */
 	for (i = 0; i < total; i += 10) {
 		int fd = lt_open_dev(i, O_RDWR);
@@ -234,8 +282,7 @@ static int scale(int total, int reps)
 			close(fd);
 		}
 	}
-	for (i = 0; i < ncreated; i++)
-		lt_ctl(LOOP_CTL_REMOVE, created[i]);
+	remove_devices(created, ncreated);
 	printf("failures %d\n", failed);
 	return failed ? 1 : 0;
 }
