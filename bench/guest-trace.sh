@@ -5,9 +5,10 @@
 # one second of single-threaded churn under the function_graph tracer, with
 # the attach, the last close and the teardown as roots, and prints "TRACE
 # driver depth function calls total_us" for them (depth 0) and their
-# callees (depth 1) to the guest console (build/bench-<kernel>/console).
-# Stock tears down inside blkdev_release(), ours in loop_rundown() from
-# task work. Tracing slows every call down: compare the drivers' shares,
+# callees (depth 1, as "root>callee") to the guest console
+# (build/bench-<kernel>/console). Stock tears down inside the last close
+# (blkdev_release() on 6.12, blkdev_close() on 6.1), ours in loop_rundown()
+# from task work. Tracing slows every call down: compare the drivers' shares,
 # not the absolute figures.
 set -u
 drv=$1
@@ -18,7 +19,7 @@ echo function_graph > $T/current_tracer
 echo 1 > $T/options/funcgraph-tail
 echo 2 > $T/max_graph_depth
 echo 16384 > $T/buffer_size_kb
-for f in loop_configure loop_rundown blkdev_release; do
+for f in loop_configure loop_rundown blkdev_release blkdev_close; do
 	echo $f >> $T/set_graph_function 2>/dev/null
 done
 echo > $T/trace
@@ -27,19 +28,25 @@ echo 1 > $T/tracing_on
 echo 0 > $T/tracing_on
 awk -F'|' -v drv="$drv" '
 NF >= 2 {
+	body = $2
+	# functions of modules carry the module name: "lo_ioctl [loop]()"
+	gsub(/ \[[A-Za-z0-9_]+\]/, "", body)
+	match(body, /^ */)
+	depth = int((RLENGTH - 1) / 2)
+	if (depth == 0 && match(body, /[A-Za-z0-9_.]+\(\) \{/)) {
+		root = substr(body, RSTART, RLENGTH - 4)
+		next
+	}
 	if (!match($1, /[0-9.]+ us/))
 		next
 	us = substr($1, RSTART, RLENGTH - 3) + 0
-	body = $2
-	match(body, /^ */)
-	depth = int((RLENGTH - 1) / 2)
 	if (match(body, /\/\* [^ ]+/))
 		fn = substr(body, RSTART + 3, RLENGTH - 3)
 	else if (match(body, /[A-Za-z0-9_.]+\(\);/))
 		fn = substr(body, RSTART, RLENGTH - 3)
 	else
 		next
-	k = depth " " fn
+	k = depth == 0 ? depth " " fn : depth " " root ">" fn
 	calls[k]++
 	total[k] += us
 }
