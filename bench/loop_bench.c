@@ -210,19 +210,21 @@ static void remove_devices(const int *created, int ncreated)
  * creation of the devices, divided by their number. A few hundred
  * devices are too few for one creation to rise above the slab pages
  * allocated and freed meanwhile by the rest of the system, so small
- * counts are measured over several creations (at least 500 devices in
- * all, at most 5) and the median is printed. The devices of the last
- * creation stay; returns how many, or -1.
+ * counts are measured over several creations (MEM_DEVICES devices in
+ * all, at most MEM_PASSES) and the median is printed. The devices of the
+ * last creation stay; returns how many, or -1.
  */
+#define MEM_DEVICES	500
+#define MEM_PASSES	5
 static int measure_idle_memory(int total, int *created)
 {
-	int passes = total >= 500 ? 1 : (500 + total - 1) / total;
-	double per[5];
+	int passes = (MEM_DEVICES + total - 1) / total;
+	double per[MEM_PASSES];
 	int p, ncreated = -1;
 	long mem0;
 
-	if (passes > 5)
-		passes = 5;
+	if (passes > MEM_PASSES)
+		passes = MEM_PASSES;
 	for (p = 0; p < passes; p++) {
 		if (p)
 			remove_devices(created, ncreated);
