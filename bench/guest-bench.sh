@@ -3,14 +3,18 @@
 #
 # Runs inside the bench guest (loop.mode=bench), in one boot: for each round
 # and each measurement (one fio job, one churn thread count, one scale
-# size), the stock loop.ko of this kernel and ours back to back, each
-# freshly loaded (unload, load), in an order that alternates from one
-# measurement to the next and from one round to the next: slow drifts of
-# the guest and whatever one measurement leaves behind weigh on both
-# drivers alike. Raw fio on the backing files gives the physical limit.
-# Prints "RESULT metric driver value" lines; scripts/bench.sh on the host
-# takes the medians and writes the table.
-#   BENCH_ROUNDS (5), BENCH_RUNTIME (seconds per fio job, 2),
+# size), the stock loop.ko of this kernel and ours, each freshly loaded
+# (unload, load) for every run, twice each (churn: four times) in the
+# order ABBA or BAAB (the order alternates from one measurement to the
+# next and from one round to the next). Each run is next to a run of the
+# other driver, and within a round each driver is first of its pair as
+# often as second: the run after a fio job or after another measurement
+# is slower than the next one (up to 6% in earlier tables), and with one
+# run each per round that fell on one driver in three rounds of five. Raw
+# fio on the backing files gives the physical limit. Prints "RESULT metric
+# driver value" lines; scripts/bench.sh on the host takes the medians and
+# writes the table.
+#   BENCH_ROUNDS (5), BENCH_RUNTIME (seconds per fio run, 1),
 #   BENCH_SCALE (device counts for the scale test, "100,1000,10000"; counts
 #   of 10,000 and more are measured in the first round only),
 #   BENCH_PARTS (what to run, "io,churn,scale"; "trace" adds a function
@@ -18,7 +22,7 @@
 set -u
 parts=",${BENCH_PARTS:-io,churn,scale},"
 rounds=${BENCH_ROUNDS:-5}
-runtime=${BENCH_RUNTIME:-2}
+runtime=${BENCH_RUNTIME:-1}
 scales=$(echo "${BENCH_SCALE:-100,1000,10000}" | tr , ' ')
 size=256M
 bench=$(dirname "$0")
@@ -69,9 +73,13 @@ dd if=/dev/zero of=/mnt/scratch/bench.img bs=1M count=256 status=none
 dd if=/dev/zero of=/tmp/churn.img bs=1M count=4 status=none
 sync
 
-# The two drivers in the order for measurement number $1 of round $r.
+# The runs of measurement number $1 of round $r: ABBA or BAAB.
 order() {
-	if [ $((($1 + r) % 2)) = 0 ]; then echo "stock rework"; else echo "rework stock"; fi
+	if [ $((($1 + r) % 2)) = 0 ]; then
+		echo "stock rework rework stock"
+	else
+		echo "rework stock stock rework"
+	fi
 }
 
 # One fio job on a fresh loop device of a freshly loaded driver $1.
@@ -97,13 +105,20 @@ io_round() {
 	done <<< "$setups"
 }
 
+# Churn: runs of 0.75 s, four per driver and round (ABBA then BAAB: one
+# run differs from the next by up to 10%, so more, shorter runs), after an
+# unmeasured second of churn that absorbs what the measurement before left
+# behind.
 churn_round() {
 	local t drv i=0
 	for t in 1 4 16; do
-		for drv in $(order $i); do
+		load "$(order $i | cut -d' ' -f1)"
+		sync
+		"$bench/loop_bench" churn $t 1 /tmp/churn.img </dev/null >/dev/null
+		for drv in $(order $i) $(order $((i + 1))); do
 			load "$drv"
 			sync
-			"$bench/loop_bench" churn $t 3 /tmp/churn.img </dev/null |
+			"$bench/loop_bench" churn $t 0.75 /tmp/churn.img </dev/null |
 			while read -r k v; do result "churn:$t:$k $drv $v"; done
 		done
 		i=$((i + 1))
@@ -111,11 +126,16 @@ churn_round() {
 }
 
 scale_round() {
-	local n drv i=0
+	local n drv runs i=0
 	for n in $scales; do
-		# The largest count is slow to build: measured in round 1 only.
-		[ "$n" -ge 10000 ] && [ "$r" != 1 ] && continue
-		for drv in $(order $i); do
+		runs=$(order $i)
+		# The largest count is slow to build: measured in round 1
+		# only, once per driver.
+		if [ "$n" -ge 10000 ]; then
+			[ "$r" != 1 ] && continue
+			runs=$(echo "$runs" | cut -d' ' -f1,2)
+		fi
+		for drv in $runs; do
 			load "$drv"
 			"$bench/loop_bench" scale $n 50 /tmp/churn.img </dev/null |
 			while read -r k v; do result "scale:$n:$k $drv $v"; done
@@ -127,12 +147,12 @@ scale_round() {
 has() { [ "${parts#*,$1,}" != "$parts" ]; }
 
 for r in $(seq 1 "$rounds"); do
-	echo "# round $r"
+	echo "# round $r at $(cut -d' ' -f1 /proc/uptime) s"
 	has io && io_round
 	has churn && churn_round
 	has scale && scale_round
 	if has trace; then
-		for drv in $(order 0); do
+		for drv in $(order 0 | cut -d' ' -f1,2); do
 			load "$drv"
 			"$bench/guest-trace.sh" "$drv"
 		done

@@ -3,12 +3,14 @@
 #
 # Reads "RESULT metric driver value" lines (bench/guest-bench.sh), writes
 # the Markdown tables of bench/results-<kernel>.md: the median of each
-# driver's figures over the rounds, and the ratios ours/stock (and ours/raw
-# for I/O) as the median of the per-round ratios, with their range. Each
-# round measures both drivers back to back, so the figures of one round
-# form a pair: the guest drifts by more from one round to the next (raw
-# fio alone varies by 10% or more) than within a pair, and a ratio taken
-# within each pair leaves that drift out. -v kernel=KVER
+# driver's figures over the runs, and the ratios ours/stock (and ours/raw
+# for I/O) as the median of the ratios of the pairs, with their range.
+# Every measurement of a round runs the drivers ABBA or BAAB: the k-th
+# figure of one driver and the k-th of the other come from adjacent runs
+# and form a pair. The guest drifts by more from one round to the next
+# (raw fio alone varies by 10% or more) than between adjacent runs, and a
+# ratio taken within each pair leaves that drift out.
+# -v kernel=KVER -v rounds=N [-v parallel=1]
 function sort_median(v, n,    i, j, t) {
 	if (n == 0)
 		return ""
@@ -54,9 +56,6 @@ function quot(a, b) {
 function range() {
 	return lo == hi ? lo : lo "–" hi
 }
-function rounds(key,    v) {
-	return split(vals[key], v, " ")
-}
 $1 == "RESULT" {
 	key = $2 SUBSEP $3
 	vals[key] = vals[key] " " ($4 == "" ? "-" : $4)
@@ -68,7 +67,7 @@ $1 == "RESULT" {
 END {
 	printf "# Loop driver benchmark: stock loop.ko vs ours, Linux %s\n\n", kernel
 	printf "QEMU TCG guest, 2 vCPUs, 3 GiB; both drivers measured in the same boot, "
-	printf "back to back for every measurement, each freshly loaded, in alternating order, %d rounds each. Figures: the median of each driver's. Ratios: the median of the ratios within each round (both drivers of a round are measured back to back), and their range over the rounds. Absolute figures under TCG mean little: read the ratios, and their range for the noise.", rounds(order[1] SUBSEP "stock")
+	printf "%d rounds. In each round, every measurement runs each driver twice, freshly loaded for every run, in the order ABBA or BAAB (alternating from one measurement and one round to the next; churn runs four times, ABBA then BAAB): each run has a run of the other driver next to it, and each driver is first of its pair as often as second. Figures: the median of each driver's runs. Ratios: the median of the ratios of the adjacent pairs (two per round, four for churn), and their range. Absolute figures under TCG mean little: read the ratios, and their range for the noise.", rounds
 	if (parallel == 1)
 		printf " This run booted the 6.1 and 6.12 guests at the same time on the 2-core host: figures are noisier than in a sequential run."
 	printf "\n\n"
@@ -93,7 +92,7 @@ END {
 			ratio(m SUBSEP "rework", m SUBSEP "raw")
 	}
 	printf "\nLowest I/O ratio ours/stock: %s (%s); target: none below 0.97.\n\n", worst, worstjob
-	printf "## Attach/detach churn (LOOP_CTL_GET_FREE, open, LOOP_CONFIGURE with autoclear, read 4 KiB, close; 3 s)\n\n"
+	printf "## Attach/detach churn (LOOP_CTL_GET_FREE, open, LOOP_CONFIGURE with autoclear, read 4 KiB, close; runs of 0.75 s, after 1 s of unmeasured churn)\n\n"
 	printf "| threads | stock cycles/s | ours cycles/s | ours/stock | range | close p50 µs stock / ours | close p99 µs stock / ours | EBUSY stock / ours |\n"
 	printf "|---:|---:|---:|---:|---:|---:|---:|---:|\n"
 	for (t = 1; t <= 16; t *= 4) {
@@ -117,7 +116,7 @@ END {
 				median(k steps[i] "_mean_us" SUBSEP "rework")
 		printf "\n"
 	}
-	printf "\n## Scale (devices existing, every tenth bound; median of 50 GET_FREE + attach + detach; 10,000 devices: first round only)\n\n"
+	printf "\n## Scale (devices existing, every tenth bound; median of 50 GET_FREE + attach + detach; 10,000 devices: first round only, one run per driver)\n\n"
 	printf "| devices | stock µs | ours µs | ours/stock | ours / ours at 100 |\n"
 	printf "|---:|---:|---:|---:|---:|\n"
 	base = median("scale:100:cycle_us" SUBSEP "rework")

@@ -6,7 +6,7 @@
 # boot (bench/guest-bench.sh), then write the medians and ratios
 # (scripts/bench-table.awk) to bench/results-<kernel>.md and print them.
 #   BENCH_KERNELS="deb-6.1 deb-6.12"	which kernels
-#   BENCH_ROUNDS=5 BENCH_RUNTIME=2 BENCH_SCALE=100,1000,10000
+#   BENCH_ROUNDS=5 BENCH_RUNTIME=1 BENCH_SCALE=100,1000,10000
 #   BENCH_PARTS=io,churn,scale BENCH_PARALLEL=0	see
 #					bench/guest-bench.sh
 set -uo pipefail
@@ -35,14 +35,15 @@ bench_one() {
 	echo "# bench guest $name ($kver): this takes a while"
 	./scripts/run-guest.sh "bench-$name" "/boot/vmlinuz-$kver" \
 		"$dir/initrd.gz" bench 0 5400 "bench.rounds=${BENCH_ROUNDS:-5}" \
-		"bench.runtime=${BENCH_RUNTIME:-2}" \
+		"bench.runtime=${BENCH_RUNTIME:-1}" \
 		"bench.scale=${BENCH_SCALE:-100,1000,10000}" \
 		"bench.parts=${BENCH_PARTS:-io,churn,scale}" </dev/null | tr -d '\r' > "$dir/console"
 	tail -n 1 "$dir/console"
 	grep -q '^ok - ' "$dir/console" || return 1
 	grep '^RESULT ' "$dir/console" |
 		./scripts/bench-table.awk -v kernel="$kver" \
-		-v parallel="${BENCH_PARALLEL:-0}" > "bench/results-$name.md"
+		-v parallel="${BENCH_PARALLEL:-0}" -v rounds="${BENCH_ROUNDS:-5}" \
+		> "bench/results-$name.md"
 	cat "bench/results-$name.md"
 }
 # BENCH_PARALLEL=1 boots the guests at the same time (each has 2 vCPUs on
