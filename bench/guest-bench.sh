@@ -8,9 +8,10 @@
 # order ABBA or BAAB (the order alternates from one measurement to the
 # next and from one round to the next). Each run is next to a run of the
 # other driver, and within a round each driver is first of its pair as
-# often as second: the run after a fio job or after another measurement
-# is slower than the next one (up to 6% in earlier tables), and with one
-# run each per round that fell on one driver in three rounds of five. Raw
+# often as second. With one run each per round, the order alternating,
+# one driver was first in three rounds of five, and the first run after
+# the I/O round was the slower of its pair (by a median 4.6% for 1-thread
+# churn on 6.1 in the tables of 27276dc). Raw
 # fio on the backing files gives the physical limit. Prints "RESULT metric
 # driver value" lines; scripts/bench.sh on the host takes the medians and
 # writes the table.
@@ -73,13 +74,16 @@ dd if=/dev/zero of=/mnt/scratch/bench.img bs=1M count=256 status=none
 dd if=/dev/zero of=/tmp/churn.img bs=1M count=4 status=none
 sync
 
-# The runs of measurement number $1 of round $r: ABBA or BAAB.
+# The runs of measurement number $1 of round $r: ABBA or BAAB; with $2,
+# only the first $2 of them.
 order() {
+	local runs
 	if [ $((($1 + r) % 2)) = 0 ]; then
-		echo "stock rework rework stock"
+		runs="stock rework rework stock"
 	else
-		echo "rework stock stock rework"
+		runs="rework stock stock rework"
 	fi
+	echo "$runs" | cut -d' ' -f"1-${2:-4}"
 }
 
 # One fio job on a fresh loop device of a freshly loaded driver $1.
@@ -105,14 +109,13 @@ io_round() {
 	done <<< "$setups"
 }
 
-# Churn: runs of 0.75 s, four per driver and round (ABBA then BAAB: one
-# run differs from the next by up to 10%, so more, shorter runs), after an
-# unmeasured second of churn that absorbs what the measurement before left
-# behind.
+# Churn: runs of 0.75 s, four per driver and round (ABBA then BAAB), after
+# an unmeasured second of churn that absorbs what the measurement before
+# left behind.
 churn_round() {
 	local t drv i=0
 	for t in 1 4 16; do
-		load "$(order $i | cut -d' ' -f1)"
+		load "$(order $i 1)"
 		sync
 		"$bench/loop_bench" churn $t 1 /tmp/churn.img </dev/null >/dev/null
 		for drv in $(order $i) $(order $((i + 1))); do
@@ -133,7 +136,7 @@ scale_round() {
 		# only, once per driver.
 		if [ "$n" -ge 10000 ]; then
 			[ "$r" != 1 ] && continue
-			runs=$(echo "$runs" | cut -d' ' -f1,2)
+			runs=$(order $i 2)
 		fi
 		for drv in $runs; do
 			load "$drv"
@@ -152,7 +155,7 @@ for r in $(seq 1 "$rounds"); do
 	has churn && churn_round
 	has scale && scale_round
 	if has trace; then
-		for drv in $(order 0 | cut -d' ' -f1,2); do
+		for drv in $(order 0 2); do
 			load "$drv"
 			"$bench/guest-trace.sh" "$drv"
 		done
