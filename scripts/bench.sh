@@ -9,6 +9,9 @@
 #   BENCH_ROUNDS=5 BENCH_RUNTIME=1 BENCH_SCALE=100,1000,10000
 #   BENCH_PARTS=io,churn,scale BENCH_PARALLEL=0	see
 #					bench/guest-bench.sh
+#   BENCH_AA=1	A/A calibration: the stock loop.ko stands in for ours
+#		too, and the table goes to bench/results-<kernel>-aa.md.
+#		Its ratios differ from 1.00 by the bench's noise alone.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
@@ -22,7 +25,7 @@ deb-6.12 $KDIR_612 $KVER_612"
 want=${BENCH_KERNELS:-deb-6.1 deb-6.12}
 status=0
 bench_one() {
-	local name=$1 kdir=$2 kver=$3 dir stock
+	local name=$1 kdir=$2 kver=$3 dir stock ours out
 	dir=build/bench-$name
 	rm -rf "$dir"
 	mkdir -p "$dir/src"
@@ -31,20 +34,31 @@ bench_one() {
 		{ cat "$dir/build.log"; exit 1; }
 	stock=$(ls /lib/modules/"$kver"/kernel/drivers/block/loop.ko* | head -n 1)
 	[ -f "$stock" ] || { echo "no stock loop.ko for $kver"; exit 1; }
-	./scripts/mkinitramfs.sh "$dir/initrd.gz" "$kver" "$dir/src/loop.ko" "$stock"
+	ours=$dir/src/loop.ko
+	out=bench/results-$name.md
+	if [ "${BENCH_AA:-0}" = 1 ]; then
+		ours=$dir/stock-as-ours.ko
+		case "$stock" in
+		*.xz) xz -dc "$stock" > "$ours" ;;
+		*) cp "$stock" "$ours" ;;
+		esac
+		out=bench/results-$name-aa.md
+	fi
+	./scripts/mkinitramfs.sh "$dir/initrd.gz" "$kver" "$ours" "$stock"
 	echo "# bench guest $name ($kver): this takes a while"
 	./scripts/run-guest.sh "bench-$name" "/boot/vmlinuz-$kver" \
 		"$dir/initrd.gz" bench 0 5400 "bench.rounds=${BENCH_ROUNDS:-5}" \
 		"bench.runtime=${BENCH_RUNTIME:-1}" \
 		"bench.scale=${BENCH_SCALE:-100,1000,10000}" \
-		"bench.parts=${BENCH_PARTS:-io,churn,scale}" </dev/null | tr -d '\r' > "$dir/console"
+		"bench.parts=${BENCH_PARTS:-io,churn,scale}" \
+		"bench.aa=${BENCH_AA:-0}" </dev/null | tr -d '\r' > "$dir/console"
 	tail -n 1 "$dir/console"
 	grep -q '^ok - ' "$dir/console" || return 1
 	grep '^RESULT ' "$dir/console" |
 		./scripts/bench-table.awk -v kernel="$kver" \
 		-v parallel="${BENCH_PARALLEL:-0}" -v rounds="${BENCH_ROUNDS:-5}" \
-		> "bench/results-$name.md"
-	cat "bench/results-$name.md"
+		-v aa="${BENCH_AA:-0}" > "$out"
+	cat "$out"
 }
 # BENCH_PARALLEL=1 boots the guests at the same time (each has 2 vCPUs on
 # this 2-core host): faster, noisier; both drivers of one kernel still share
