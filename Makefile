@@ -13,6 +13,8 @@
 #   bench             stock loop.ko against ours, same guest boot, 6.1 and
 #                     6.12: writes bench/results-<kernel>.md (not a test);
 #                     BENCH_PARALLEL=1 boots both guests at once
+#                     BENCH_AA=1: stock against itself, the noise
+#                     floor (bench/results-<kernel>-aa.md)
 #   prove-races       each race test fails on a driver with its race back
 #   soak              DURATION seconds (default 1800) of fuzzer, race and
 #                     integrity tests together on the debug kernel
