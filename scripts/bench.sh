@@ -29,20 +29,17 @@ bench_one() {
 	dir=build/bench-$name
 	rm -rf "$dir"
 	mkdir -p "$dir/src"
-	cp -r Kbuild Makefile dkms.conf drivers include "$dir/src/"
-	make -s -C "$kdir" M="$top/$dir/src" modules > "$dir/build.log" 2>&1 ||
-		{ cat "$dir/build.log"; exit 1; }
 	stock=$(ls /lib/modules/"$kver"/kernel/drivers/block/loop.ko* | head -n 1)
 	[ -f "$stock" ] || { echo "no stock loop.ko for $kver"; exit 1; }
-	ours=$dir/src/loop.ko
-	out=bench/results-$name.md
 	if [ "${BENCH_AA:-0}" = 1 ]; then
-		ours=$dir/stock-as-ours.ko
-		case "$stock" in
-		*.xz) xz -dc "$stock" > "$ours" ;;
-		*) cp "$stock" "$ours" ;;
-		esac
+		ours=$stock
 		out=bench/results-$name-aa.md
+	else
+		cp -r Kbuild Makefile dkms.conf drivers include "$dir/src/"
+		make -s -C "$kdir" M="$top/$dir/src" modules > "$dir/build.log" 2>&1 ||
+			{ cat "$dir/build.log"; exit 1; }
+		ours=$dir/src/loop.ko
+		out=bench/results-$name.md
 	fi
 	./scripts/mkinitramfs.sh "$dir/initrd.gz" "$kver" "$ours" "$stock"
 	echo "# bench guest $name ($kver): this takes a while"

@@ -36,7 +36,16 @@ echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >> "$root/etc/passwd"
 printf 'root:x:0:\ndisk:x:6:\nnogroup:x:65534:\n' > "$root/etc/group"
 
-# Modules of a Debian kernel, in load order, decompressed for busybox insmod.
+# Copy module $1 to $2, decompressed for busybox insmod.
+install_ko() {
+	case "$1" in
+	*.xz) xz -dc "$1" > "$2" ;;
+	*.zst) zstd -qdc "$1" > "$2" ;;
+	*) cp "$1" "$2" ;;
+	esac
+}
+
+# Modules of a Debian kernel, in load order.
 : > "$root/lib/modules/load-order"
 if [ "$kver" != - ]; then
 	for m in virtio_pci virtio_blk ext4; do
@@ -45,21 +54,14 @@ if [ "$kver" != - ]; then
 		name=$(basename "$ko")
 		name=${name%.xz}
 		name=${name%.zst}
-		case "$ko" in
-		*.xz) xz -dc "$ko" > "$root/lib/modules/$name" ;;
-		*.zst) zstd -qdc "$ko" > "$root/lib/modules/$name" ;;
-		*) cp "$ko" "$root/lib/modules/$name" ;;
-		esac
+		install_ko "$ko" "$root/lib/modules/$name"
 		echo "$name" >> "$root/lib/modules/load-order"
 	done
 fi
 
-cp "$loop_ko" "$root/lib/modules/loop-rework.ko"
+install_ko "$loop_ko" "$root/lib/modules/loop-rework.ko"
 if [ -n "$stock_ko" ]; then
-	case "$stock_ko" in
-	*.xz) xz -dc "$stock_ko" > "$root/lib/modules/loop-stock.ko" ;;
-	*) cp "$stock_ko" "$root/lib/modules/loop-stock.ko" ;;
-	esac
+	install_ko "$stock_ko" "$root/lib/modules/loop-stock.ko"
 fi
 
 # Selftests and the scripts the guest runs.
