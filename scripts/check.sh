@@ -16,7 +16,7 @@ rm -f build/*.tap build/*.klog
 start=$(date +%s)
 
 # The debug kernel's source tree also provides kselftest_harness.h.
-kd_debug=$(./scripts/build-debug-kernel.sh | tail -n 1) ||
+kd_debug=$(./scripts/build-kernel.sh debug | tail -n 1) ||
 	{ echo "debug kernel does not build"; exit 1; }
 make -s -C selftests >/dev/null || { echo "selftests do not build"; exit 1; }
 

@@ -15,6 +15,9 @@
 #   loop.mode=shell	load our loop.ko, give a shell on the console
 #   loop.mode=bench	run the benchmarks (stock loop.ko against ours)
 #   loop.mode=soak	run selftests/soak.sh for loop.soak=SECONDS
+#   loop.mode=exec	run the script loop.exec=NAME of /selftests under bash
+#			(experiments: scripts/run-guest.sh ... exec 0 600
+#			loop.exec=NAME)
 #   loop.debug=1	the kernel has kmemleak: scan it at the end
 # TAP goes to the console (ttyS0). The kernel log and the verdict
 # ("LOOP-GUEST-RESULT: PASS" or "... FAIL <why>") go to ttyS1.
@@ -28,7 +31,7 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-mkdir -p /dev/pts /mnt/scratch
+mkdir -p /dev/pts /mnt/scratch /mnt/scratch4k
 mount -t devpts devpts /dev/pts
 
 mode=check
@@ -47,6 +50,7 @@ for arg in $(cat /proc/cmdline); do
 	bench.parts=*) export BENCH_PARTS=${arg#bench.parts=} ;;
 	bench.aa=*) aa=${arg#bench.aa=} ;;
 	loop.soak=*) soak=${arg#loop.soak=} ;;
+	loop.exec=*) exec_script=${arg#loop.exec=} ;;
 	loop.prog=*) prog=${arg#loop.prog=} ;;
 	loop.test=*)
 		for t in $(echo "${arg#loop.test=}" | tr , ' '); do
@@ -93,6 +97,14 @@ if [ -b /dev/vda ]; then
 		mount -t ext4 /dev/vda /mnt/scratch
 fi
 export LOOP_SCRATCH=/mnt/scratch
+# Two 4Kn disks (4096-byte logical blocks, see run-guest.sh): vdb stays a
+# raw block device, vdc gets an ext4.
+if [ -b /dev/vdc ]; then
+	mkfs.ext4 -q -F /dev/vdc >/dev/null 2>&1 &&
+		mount -t ext4 /dev/vdc /mnt/scratch4k &&
+		export LOOP_SCRATCH4K=/mnt/scratch4k
+fi
+[ -b /dev/vdb ] && export LOOP_RAW4K=/dev/vdb
 # The module test unloads and reloads the driver from here.
 export LOOP_MODULE=/lib/modules/loop-rework.ko
 
@@ -118,6 +130,10 @@ soak)
 	/usr/bin/bash /selftests/soak.sh "$soak"
 	rc=$?
 	;;
+exec)
+	/usr/bin/bash "/selftests/$exec_script"
+	rc=$?
+	;;
 *)
 	/usr/bin/bash /selftests/run_all.sh
 	rc=$?
@@ -125,8 +141,20 @@ soak)
 esac
 
 umount /mnt/scratch 2>/dev/null
+umount /mnt/scratch4k 2>/dev/null
 # The module must unload once every device is unbound.
-rmmod loop || verdict "FAIL rmmod loop"
+if ! rmmod loop; then
+	# What is left: bound devices and the open count of each device.
+	{
+		echo "===== loop devices left at rmmod ====="
+		/usr/sbin/losetup -a
+		grep -H . /sys/module/loop/refcnt 2>/dev/null
+		for d in /sys/block/loop*; do
+			[ -e "$d" ] && echo "${d##*/}: size $(cat "$d/size")"
+		done
+	} > /dev/ttyS1 2>&1
+	verdict "FAIL rmmod loop"
+fi
 
 if [ "$debug" = 1 ] && [ -e /sys/kernel/debug/kmemleak ]; then
 	echo scan > /sys/kernel/debug/kmemleak

@@ -3,13 +3,16 @@
 #
 # Install the Debian packages the build, the guests and the tests need, if
 # any is missing. Kernel packages are chosen by pattern: Debian's default
-# 6.1 kernel (linux-image-amd64, linux-headers-amd64) and the newest
-# 6.12 kernel of the archive, never a hard-coded patch release.
+# 6.1 kernel (linux-image-amd64, linux-headers-amd64), the headers of its
+# PREEMPT_RT flavour (linux-headers-rt-amd64, for make lint), and the
+# newest 6.12 kernel of the archive in both flavours (generic and
+# PREEMPT_RT, image and headers), never a hard-coded patch release.
 set -euo pipefail
 
 base_pkgs="build-essential bc bison flex libelf-dev libssl-dev dwarves cpio
 xz-utils kmod qemu-system-x86 busybox-static sparse dkms util-linux fdisk
-e2fsprogs fio gcc-multilib linux-source-6.12 linux-headers-amd64 linux-image-amd64 bash"
+e2fsprogs fio gcc-multilib linux-source-6.12 linux-headers-amd64 linux-image-amd64 bash
+linux-headers-rt-amd64 btrfs-progs jfsutils"
 
 missing=""
 for p in $base_pkgs; do
@@ -18,24 +21,28 @@ for p in $base_pkgs; do
 done
 
 newest_612() {
-	# Newest linux-image-6.12.N+deb12-amd64 the archive offers.
-	apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' |
+	# Newest linux-image-6.12.N+deb12-$1 the archive offers.
+	apt-cache search --names-only "^linux-image-6\\.12\\.[0-9]+\\+deb12-$1\$" |
 		awk '{print $1}' | sort -V | tail -n 1
 }
 
-img612=$(newest_612 || true)
-if [ -z "$img612" ] || [ -n "$missing" ]; then
+img612=$(newest_612 amd64 || true)
+rt612=$(newest_612 rt-amd64 || true)
+if [ -z "$img612" ] || [ -z "$rt612" ] || [ -n "$missing" ]; then
+	echo "apt-get update" >&2
 	apt-get update -qq
-	img612=$(newest_612)
+	img612=$(newest_612 amd64)
+	rt612=$(newest_612 rt-amd64)
 fi
 [ -n "$img612" ] || { echo "no linux-image-6.12 in the archive" >&2; exit 1; }
-hdr612=${img612/linux-image-/linux-headers-}
-for p in "$img612" "$hdr612"; do
+[ -n "$rt612" ] || { echo "no linux-image-6.12 rt in the archive" >&2; exit 1; }
+for p in "$img612" "${img612/linux-image-/linux-headers-}" \
+	 "$rt612" "${rt612/linux-image-/linux-headers-}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
 		missing="$missing $p"
 done
 
 if [ -n "$missing" ]; then
-	echo "installing:$missing"
+	echo "installing:$missing (a few minutes on a fresh machine)" >&2
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi

@@ -9,7 +9,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
 . scripts/kernels.sh
 status=0
-kd_debug=$(./scripts/build-debug-kernel.sh | tail -n 1)
+kd_debug=$(./scripts/build-kernel.sh debug | tail -n 1)
 
 for kdir in "$KDIR_61" "$KDIR_612" "$kd_debug"; do
 	src=build/lint/src

@@ -21,7 +21,8 @@ cp /bin/busybox "$root/bin/busybox"
 # Real tools, run by path or under bash (busybox sh prefers its applets).
 tools="/usr/sbin/losetup /usr/bin/mount /usr/bin/umount /usr/sbin/blkid
 /usr/sbin/sfdisk /usr/bin/partx /usr/sbin/mkfs.ext4 /usr/sbin/mke2fs
-/usr/bin/bash /usr/sbin/blockdev /usr/bin/lsblk /usr/bin/fio /usr/bin/cmp"
+/usr/bin/bash /usr/sbin/blockdev /usr/bin/lsblk /usr/bin/fio /usr/bin/cmp
+/usr/bin/strace /usr/sbin/mkfs.btrfs /usr/bin/btrfs /usr/sbin/mkfs.jfs"
 for t in $tools; do
 	[ -e "$t" ] || continue
 	mkdir -p "$root$(dirname "$t")"
@@ -48,7 +49,7 @@ install_ko() {
 # Modules of a Debian kernel, in load order.
 : > "$root/lib/modules/load-order"
 if [ "$kver" != - ]; then
-	for m in virtio_pci virtio_blk ext4; do
+	for m in virtio_pci virtio_blk ext4 btrfs jfs; do
 		modprobe -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
 	done | awk '!seen[$0]++' | while read -r ko; do
 		name=$(basename "$ko")

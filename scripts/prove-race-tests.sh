@@ -11,7 +11,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
 . scripts/kernels.sh
-./scripts/build-debug-kernel.sh >/dev/null || exit 1
+./scripts/extract-source.sh >/dev/null || exit 1
 make -s -C selftests >/dev/null || exit 1
 n=0 failed=0
 for patch in scripts/breakages/*.patch; do

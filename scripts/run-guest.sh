@@ -15,11 +15,23 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$top/build"
 klog=$top/build/$name.klog
 disk=$top/build/$name.scratch.img
+# Two 4Kn disks (4096-byte logical and physical blocks): vdb stays raw,
+# the guest makes an ext4 on vdc. The 512-byte scratch disk stays vda.
+disk4k=$top/build/$name.raw4k.img
+disk4kfs=$top/build/$name.scratch4k.img
 
 append="console=ttyS0 loglevel=1 panic=-1 oops=panic rdinit=/init"
 append="$append loop.mode=$mode loop.debug=$debug hung_task_panic=0"
 [ "$debug" = 1 ] && append="$append kmemleak=on"
 [ $# -gt 0 ] && append="$append $*"
+
+# One guest at a time on this machine: two TCG guests on 2 cores slow each
+# other down past the tests' time bounds. Waits for the one running.
+exec 9>"${LOOP_GUEST_LOCK:-/tmp/loop-rework-guest.lock}"
+if ! flock -n 9; then
+	echo "# $name: waiting for another guest to finish" >&2
+	flock 9
+fi
 
 serial0="-serial stdio"
 [ "$mode" = shell ] && serial0="-serial mon:stdio"
@@ -27,12 +39,17 @@ console=$top/build/$name.console
 boot() {
 	rm -f "$klog"
 	truncate -s 1G "$disk"
+	truncate -s 256M "$disk4k" "$disk4kfs"
 	qemu() {
 		timeout --foreground "$limit" qemu-system-x86_64 -accel tcg \
 			-cpu max -smp 2 -m 3G -display none -no-reboot \
 			$serial0 -serial "file:$klog" \
 			-drive "if=none,id=scratch,file=$disk,format=raw,cache=unsafe" \
 			-device virtio-blk-pci,drive=scratch \
+			-drive "if=none,id=raw4k,file=$disk4k,format=raw,cache=unsafe" \
+			-device virtio-blk-pci,drive=raw4k,logical_block_size=4096,physical_block_size=4096 \
+			-drive "if=none,id=scratch4k,file=$disk4kfs,format=raw,cache=unsafe" \
+			-device virtio-blk-pci,drive=scratch4k,logical_block_size=4096,physical_block_size=4096 \
 			-kernel "$kernel" -initrd "$initrd" -append "$append"
 	}
 	if [ "$mode" = shell ]; then
@@ -42,7 +59,7 @@ boot() {
 		qemu | tee "$console"
 		rc=${PIPESTATUS[0]}
 	fi
-	rm -f "$disk"
+	rm -f "$disk" "$disk4k" "$disk4kfs"
 }
 # Under TCG, a Debian kernel very rarely dies while booting, before any of
 # our code runs (seen once: an int3 Oops in sched_clock_cpu while patching

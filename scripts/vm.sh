@@ -18,7 +18,7 @@ rm -rf "build/$name"
 mkdir -p "$src"
 cp -r Kbuild Makefile dkms.conf drivers include "$src/"
 make -s -C "$kdir" M="$top/$src" modules
-./scripts/build-debug-kernel.sh >/dev/null	# provides kselftest_harness.h
+./scripts/extract-source.sh >/dev/null	# provides kselftest_harness.h
 make -s -C selftests >/dev/null
 ./scripts/mkinitramfs.sh "build/$name/initrd.gz" "$kver" "$src/loop.ko"
 mode=demo
