@@ -25,13 +25,8 @@ append="$append loop.mode=$mode loop.debug=$debug hung_task_panic=0"
 [ "$debug" = 1 ] && append="$append kmemleak=on"
 [ $# -gt 0 ] && append="$append $*"
 
-# One guest at a time on this machine: two TCG guests on 2 cores slow each
-# other down past the tests' time bounds. Waits for the one running.
-exec 9>"${LOOP_GUEST_LOCK:-/tmp/loop-rework-guest.lock}"
-if ! flock -n 9; then
-	echo "# $name: waiting for another guest to finish" >&2
-	flock 9
-fi
+. "$top/scripts/guest-lib.sh"
+loop_guest_lock "$name"
 
 serial0="-serial stdio"
 [ "$mode" = shell ] && serial0="-serial mon:stdio"
@@ -75,7 +70,7 @@ done
 [ "$rc" = 124 ] && echo "# $name: guest timed out after ${limit}s"
 
 # What counts as a splat: any report of the kernel's checkers.
-splat='(BUG:|WARNING:|INFO: task .* blocked|possible circular locking|possible recursive locking|inconsistent lock state|KASAN:|UBSAN:|kmemleak:.*unreferenced|general protection fault|Oops|Call Trace:|ODEBUG:|suspicious RCU usage|Kernel panic|sleeping function called from invalid context)'
+splat=$LOOP_SPLAT_RE
 verdict=$(grep -a 'LOOP-GUEST-RESULT:' "$klog" 2>/dev/null | tail -n 1)
 # The one exception: while loop_fault_test injects allocation failures
 # (between its "loop-fault:" markers), a failed page or vmalloc allocation
