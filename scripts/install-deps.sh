@@ -7,12 +7,14 @@
 # PREEMPT_RT flavour (linux-headers-rt-amd64, for make lint), and the
 # newest 6.12 kernel of the archive in both flavours (generic and
 # PREEMPT_RT, image and headers), never a hard-coded patch release.
+# mmdebstrap and qemu-utils (qemu-img) build and boot the system guest
+# (scripts/system-image.sh, scripts/run-system-guest.sh).
 set -euo pipefail
 
 base_pkgs="build-essential bc bison flex libelf-dev libssl-dev dwarves cpio
 xz-utils kmod qemu-system-x86 busybox-static sparse dkms util-linux fdisk
 e2fsprogs fio gcc-multilib linux-source-6.12 linux-headers-amd64 linux-image-amd64 bash
-linux-headers-rt-amd64 btrfs-progs jfsutils"
+linux-headers-rt-amd64 btrfs-progs jfsutils mmdebstrap qemu-utils"
 
 missing=""
 for p in $base_pkgs; do
