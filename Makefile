@@ -7,9 +7,13 @@
 #   lint              sparse (C=2), checkpatch --strict and W=1, both kernels
 #   selftests         build the kselftests (static, for the guests)
 #   check             install what is missing, build, run every test in
-#                     QEMU guests: Debian 6.1, Debian 6.12, debug 6.12
+#                     QEMU guests: Debian 6.1, Debian 6.12, debug 6.12,
+#                     and the system guest (Debian 12 with systemd and
+#                     udev, the module installed by DKMS)
 #   vm                boot a 6.12 guest with the module and run the demo;
-#                     make vm SHELL_VM=1 gives an interactive shell
+#                     make vm SHELL_VM=1 gives an interactive shell,
+#                     make vm SYSTEM=1 the system guest (systemd, udev,
+#                     the module installed by DKMS) with root logged in
 #   bench             stock loop.ko against ours, same guest boot, 6.1 and
 #                     6.12: writes bench/results-<kernel>.md (not a test);
 #                     BENCH_PARALLEL=1 boots both guests at once

@@ -3,9 +3,12 @@
 #
 # make check: build the module against Debian's 6.1 headers, Debian's
 # newest 6.12 headers and the debug 6.12 kernel, boot each kernel in QEMU
-# (TCG) with our loop.ko, run every selftest, judge the kernel log.
+# (TCG) with our loop.ko, run every selftest, judge the kernel log; then
+# the system guest: Debian 12 with systemd and udev, our driver installed
+# by DKMS (scripts/run-system-guest.sh).
 # Prints the TAP of every guest and a closing "N passed, N failed" line.
-#   LOOP_KERNELS="deb-6.1 deb-6.12 debug-6.12"	which guests to run
+#   LOOP_KERNELS="deb-6.1 deb-6.12 debug-6.12 system-6.12"
+#			which guests to run (system-6.1 too, if named)
 #   LOOP_SOAK=SECONDS	instead of the selftests, run the soak (make soak)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +28,7 @@ guests="deb-6.1 $KDIR_61 /boot/vmlinuz-$KVER_61 $KVER_61 0 900
 deb-6.12 $KDIR_612 /boot/vmlinuz-$KVER_612 $KVER_612 0 900
 debug-6.12 $kd_debug $kd_debug/arch/x86/boot/bzImage - 1 1800"
 
-want=${LOOP_KERNELS:-deb-6.1 deb-6.12 debug-6.12}
+want=${LOOP_KERNELS:-deb-6.1 deb-6.12 debug-6.12 system-6.12}
 status=0
 while read -r name kdir image kver debug limit; do
 	case " $want " in *" $name "*) ;; *) continue ;; esac
@@ -54,6 +57,15 @@ while read -r name kdir image kver debug limit; do
 	./scripts/run-guest.sh "$name" "$image" "build/$name/initrd.gz" check \
 		"$debug" "$limit" </dev/null | tr -d '\r' | tee "build/$name.tap" || status=1
 done <<< "$guests"
+
+# The system guests: the image is built once per kernel and cached.
+for g in "system-6.12 $KVER_612" "system-6.1 $KVER_61"; do
+	read -r name kver <<< "$g"
+	case " $want " in *" $name "*) ;; *) continue ;; esac
+	echo "# ===== guest $name: Debian 12, systemd, udev, DKMS ($kver) ====="
+	./scripts/run-system-guest.sh "$name" "$kver" </dev/null |
+		tee "build/$name.tap" || status=1
+done
 
 pass=$(cat build/*.tap 2>/dev/null | grep -E '^ *ok ' | grep -vc '# SKIP')
 skip=$(cat build/*.tap 2>/dev/null | grep -E '^ *ok ' | grep -c '# SKIP')
