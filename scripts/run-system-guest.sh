@@ -88,10 +88,15 @@ boot() {
 		-append "$append loop_rework.checks loop_rework.boot=$n" \
 		</dev/null &
 	qemu=$!
-	# The guest's TAP, without the kernel log that follows it.
+	# The guest's TAP, line by line as it comes, without the kernel log
+	# that follows it.
+	local line
 	tail -n +1 -f --pid="$qemu" "$out" 2>/dev/null |
-		awk '{ sub(/\r$/, "") } /^===== kernel log =====$/ { exit }
-		     { print; fflush() }'
+		while IFS= read -r line; do
+			line=${line%$'\r'}
+			[ "$line" = "===== kernel log =====" ] && break
+			printf '%s\n' "$line"
+		done
 	wait "$qemu"
 	local rc=$?
 	[ "$rc" = 124 ] && echo "# $name: boot $n timed out after ${limit}s"
