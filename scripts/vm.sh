@@ -40,7 +40,7 @@ if [ "$mode" = shell ]; then
 fi
 say "making the guest's initramfs"
 ./scripts/mkinitramfs.sh "build/$name/initrd.gz" "$kver" "$src/loop.ko"
-say "booting Debian's $kver kernel under QEMU (TCG, about 20 s to the" \
+say "booting Debian's $kver kernel under QEMU (TCG, about 15 s to the" \
 	"demo's first line)"
 ./scripts/run-guest.sh "$name" "/boot/vmlinuz-$kver" "build/$name/initrd.gz" \
 	"$mode" 0 900
