@@ -72,6 +72,10 @@ loaded_at_boot() {
 		[ "$(systemctl show -P ExecMainStartTimestampMonotonic modprobe@loop.service)" -gt 0 ] &&
 		[ -d /sys/module/loop ]
 }
+# modprobe -r once udev is done with the devices that the load created
+# (its workers hold each new /dev/loopN open while they probe it, and a
+# module in use does not unload).
+unload() { settle && modprobe -r loop && not_loaded; }
 not_loaded() {
 	[ ! -e /sys/module/loop ] || { echo "loop is loaded:"; lsmod | grep -w loop; return 1; }
 }
@@ -154,12 +158,12 @@ boot1() {
 	check "the driver loaded at boot is ours, $version from updates/dkms" ours_loaded
 	check "dkms status: loop-rework/$version installed for $kver" dkms_installed
 	check "DKMS signed it with /var/lib/dkms/mok.key (its certificate mok.pub)" dkms_signed
-	check "modprobe -r loop unloads it" eval 'modprobe -r loop && not_loaded'
+	check "modprobe -r loop unloads it" unload
 	check "/dev/loop-control is the static node of boot again (char 10:237, systemd-tmpfiles)" control_node
 	check "opening /dev/loop-control loads a loop driver (devnode autoload)" autoload
 	check "the autoloaded driver is ours, $version from updates/dkms" ours_loaded
 	check "modprobe -r loop, then plain modprobe loop loads ours again" eval \
-		'modprobe -r loop && not_loaded && modprobe loop && ours_loaded'
+		'unload && modprobe loop && ours_loaded'
 
 	# dkms remove takes minutes under TCG (most of it depmod), and nothing
 	# below needs the module's files, only the loaded module: it runs
@@ -343,7 +347,7 @@ boot1() {
 	rc=$?
 	sed 's/^/#   /' dkms-remove.log
 	check "dkms remove loop-rework/$version --all (exit $rc)" test "$rc" = 0
-	check "modprobe -r loop" eval 'modprobe -r loop && not_loaded'
+	check "modprobe -r loop" unload
 	check "dkms status no longer lists loop-rework" eval \
 		'[ -z "$(dkms status loop-rework)" ]'
 	check "modinfo -n loop is the stock module again" eval \
@@ -354,11 +358,11 @@ boot2() {
 	step "rebooted after dkms remove: the stock driver"
 	check "systemd's modprobe@loop.service loaded a loop driver at boot" loaded_at_boot
 	check "it is the stock loop.ko (no version, kernel/drivers/block)" stock_loaded
-	check "modprobe -r loop" eval 'modprobe -r loop && not_loaded'
+	check "modprobe -r loop" unload
 	check "/dev/loop-control is the static node of boot again (char 10:237, systemd-tmpfiles)" control_node
 	check "opening /dev/loop-control loads a loop driver (devnode autoload)" autoload
 	check "the autoloaded driver is the stock one" stock_loaded
-	check "modprobe -r loop" eval 'modprobe -r loop && not_loaded'
+	check "modprobe -r loop" unload
 
 	step "dkms install again (builds in this guest)"
 	local out rc
