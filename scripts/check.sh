@@ -1,11 +1,13 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# make check: build the module against Debian's 6.1 headers, Debian's
-# newest 6.12 headers and the debug 6.12 kernel, boot each kernel in QEMU
-# (TCG) with our loop.ko, run every selftest, judge the kernel log.
-# Prints the TAP of every guest and a closing "N passed, N failed" line.
-#   LOOP_KERNELS="deb-6.1 deb-6.12 debug-6.12"	which guests to run
+# make check: build the module against Debian's 6.1 and 6.12 headers (generic
+# and PREEMPT_RT), a debug 6.12 kernel (lockdep, KASAN, kmemleak, ...) and a
+# KCSAN 6.12 kernel, boot each kernel in QEMU (TCG) with our loop.ko, run
+# the selftests, judge the kernel log. Prints the TAP of every guest and a
+# closing "N passed, N failed" line.
+#   LOOP_KERNELS="deb-6.1 deb-6.12 rt-6.12 debug-6.12 kcsan-6.12"
+#			which guests to run (default: all)
 #   LOOP_SOAK=SECONDS	instead of the selftests, run the soak (make soak)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,20 +16,36 @@ cd "$top" || exit 1
 mkdir -p build
 rm -f build/*.tap build/*.klog
 start=$(date +%s)
+want=${LOOP_KERNELS:-deb-6.1 deb-6.12 rt-6.12 debug-6.12 kcsan-6.12}
 
-# The debug kernel's source tree also provides kselftest_harness.h.
-kd_debug=$(./scripts/build-kernel.sh debug | tail -n 1) ||
-	{ echo "debug kernel does not build"; exit 1; }
+# Guest kernels of our own, built once and cached (about 10 minutes each).
+kd_debug=- kd_kcsan=-
+case " $want " in *" debug-6.12 "*)
+	kd_debug=$(./scripts/build-kernel.sh debug | tail -n 1) ||
+		{ echo "debug kernel does not build"; exit 1; } ;;
+esac
+case " $want " in *" kcsan-6.12 "*)
+	kd_kcsan=$(./scripts/build-kernel.sh kcsan | tail -n 1) ||
+		{ echo "KCSAN kernel does not build"; exit 1; } ;;
+esac
+./scripts/extract-source.sh >/dev/null || exit 1
 make -s -C selftests >/dev/null || { echo "selftests do not build"; exit 1; }
 
-# name kdir bzimage modules-kver debug timeout
-guests="deb-6.1 $KDIR_61 /boot/vmlinuz-$KVER_61 $KVER_61 0 900
-deb-6.12 $KDIR_612 /boot/vmlinuz-$KVER_612 $KVER_612 0 900
-debug-6.12 $kd_debug $kd_debug/arch/x86/boot/bzImage - 1 1800"
+# name kdir bzimage modules-kver debug mode timeout [programs left out].
+# What needs to run once runs on one guest: the 32-bit builds (the compat
+# ioctl paths are the same code on every kernel) on deb-6.12, the fuzzer on
+# the kernels that check what it provokes (debug, KCSAN). The KCSAN guest
+# runs what hunts races (race, rundown and review tests, fuzzer): the rest
+# gives KCSAN nothing concurrent to look at.
+once=loop_ioctl_test32,loop_badinput_test32
+guests="deb-6.1 $KDIR_61 /boot/vmlinuz-$KVER_61 $KVER_61 0 check 900 $once,loop_fuzz
+deb-6.12 $KDIR_612 /boot/vmlinuz-$KVER_612 $KVER_612 0 check 900 loop_fuzz
+rt-6.12 $KDIR_612RT /boot/vmlinuz-$KVER_612RT $KVER_612RT 0 check 900 $once,loop_fuzz
+debug-6.12 $kd_debug $kd_debug/arch/x86/boot/bzImage - 1 check 1800 $once
+kcsan-6.12 $kd_kcsan $kd_kcsan/arch/x86/boot/bzImage - 0 races 1500"
 
-want=${LOOP_KERNELS:-deb-6.1 deb-6.12 debug-6.12}
 status=0
-while read -r name kdir image kver debug limit; do
+while read -r name kdir image kver debug mode limit skip; do
 	case " $want " in *" $name "*) ;; *) continue ;; esac
 	echo "# ===== guest $name: $image ====="
 	# Each kernel builds from its own copy: Kbuild writes beside sources.
@@ -51,8 +69,9 @@ while read -r name kdir image kver debug limit; do
 			</dev/null | tr -d '\r' | tee "build/$name.tap" || status=1
 		continue
 	fi
-	./scripts/run-guest.sh "$name" "$image" "build/$name/initrd.gz" check \
-		"$debug" "$limit" </dev/null | tr -d '\r' | tee "build/$name.tap" || status=1
+	./scripts/run-guest.sh "$name" "$image" "build/$name/initrd.gz" "$mode" \
+		"$debug" "$limit" ${skip:+loop.skip=$skip} </dev/null |
+		tr -d '\r' | tee "build/$name.tap" || status=1
 done <<< "$guests"
 
 pass=$(cat build/*.tap 2>/dev/null | grep -E '^ *ok ' | grep -vc '# SKIP')

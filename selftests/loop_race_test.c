@@ -946,7 +946,11 @@ TEST(loop_control_from_many_threads_vs_attach_detach)
 		fd = lt_open_dev(n, O_RDONLY);
 		ASSERT_LE(0, fd);
 		ASSERT_NE(0, ioctl(fd, LOOP_GET_STATUS64, &info)) {
-			TH_LOG("loop%d is still bound", n);
+			char back[256] = "";
+
+			lt_sysfs(n, "loop/backing_file", back, sizeof(back));
+			TH_LOG("loop%d is still bound: %s, flags 0x%x", n, back,
+			       info.lo_flags);
 		}
 		close(fd);
 		if (n >= 8)
@@ -1326,6 +1330,132 @@ TEST(clr_fd_waits_for_reads_in_flight_through_its_own_open)
 	unlink(file);
 	free(file);
 	munmap(sh, sizeof(*sh));
+}
+
+/*
+ * Queue limits against a queue freeze (6.12): the configuration ioctls
+ * froze the queue and then took q->limits_lock, while 6.12's sysfs queue
+ * attributes take limits_lock and then freeze; and the I/O worker took
+ * limits_lock to stop advertising write-zeroes after the backing file
+ * refused it (tmpfs refuses FALLOC_FL_ZERO_RANGE), while a freeze waited
+ * for that very request: with a concurrent write to max_sectors_kb, a
+ * deadlock. Threads write max_sectors_kb, switch the block size (which
+ * advertises write-zeroes again) and direct I/O, and zero out and discard
+ * ranges, for a bounded time: every thread must keep making progress, and
+ * lockdep must stay quiet on the debug kernel.
+ */
+struct limits_race {
+	int n, fd;
+	volatile int stop;
+	_Atomic long sysfs, ioctls, zeroes;
+	int err;
+};
+
+static void *limits_sysfs_loop(void *arg)
+{
+	struct limits_race *lr = arg;
+	char path[96];
+
+	snprintf(path, sizeof(path), "/sys/block/loop%d/queue/max_sectors_kb",
+		 lr->n);
+	while (!lr->stop) {
+		int err = lt_write_str(path, atomic_load(&lr->sysfs) & 1 ?
+				       "64" : "128");
+
+		if (err) {
+			lr->err = -err;
+			break;
+		}
+		atomic_fetch_add(&lr->sysfs, 1);
+	}
+	return NULL;
+}
+
+static void *limits_ioctl_loop(void *arg)
+{
+	struct limits_race *lr = arg;
+
+	while (!lr->stop) {
+		long i = atomic_load(&lr->ioctls);
+
+		if (ioctl(lr->fd, LOOP_SET_BLOCK_SIZE, i & 1 ? 4096 : 512)) {
+			lr->err = errno;
+			break;
+		}
+		/* EINVAL where the backing file has no direct I/O (6.1). */
+		if (ioctl(lr->fd, LOOP_SET_DIRECT_IO, (i >> 1) & 1) &&
+		    errno != EINVAL) {
+			lr->err = errno;
+			break;
+		}
+		atomic_fetch_add(&lr->ioctls, 1);
+	}
+	return NULL;
+}
+
+static void *limits_zero_loop(void *arg)
+{
+	struct limits_race *lr = arg;
+
+	while (!lr->stop) {
+		__u64 range[2] = { (atomic_load(&lr->zeroes) % 64) * 65536,
+				   65536 };
+
+		/* Refused ranges fall back or fail: only progress counts. */
+		if (ioctl(lr->fd, BLKZEROOUT, range) && errno != EOPNOTSUPP &&
+		    errno != EINVAL)
+			range[0] = 0;
+		if (ioctl(lr->fd, BLKDISCARD, range))
+			range[1] = 0;
+		atomic_fetch_add(&lr->zeroes, 1);
+	}
+	return NULL;
+}
+
+TEST(limits_update_vs_queue_freeze_never_deadlocks)
+{
+	char file[] = "/tmp/limits-race.img";
+	struct limits_race lr = { .fd = -1 };
+	pthread_t thr[3];
+	double end = lt_now() + 20;
+	long s0, i0, z0;
+
+	/* On tmpfs: punch hole yes, zero range no (EOPNOTSUPP). */
+	ASSERT_EQ(0, close(open(file, O_RDWR | O_CREAT | O_TRUNC, 0600)));
+	ASSERT_EQ(0, truncate(file, 4 * MiB));
+	lr.fd = attach_free(file, 0, &lr.n);
+	ASSERT_LE(0, lr.fd);
+	ASSERT_EQ(0, pthread_create(&thr[0], NULL, limits_sysfs_loop, &lr));
+	ASSERT_EQ(0, pthread_create(&thr[1], NULL, limits_ioctl_loop, &lr));
+	ASSERT_EQ(0, pthread_create(&thr[2], NULL, limits_zero_loop, &lr));
+	while (lt_now() < end && !lr.err) {
+		s0 = atomic_load(&lr.sysfs);
+		i0 = atomic_load(&lr.ioctls);
+		z0 = atomic_load(&lr.zeroes);
+		sleep(5);
+		/* Every thread moved in the last 5 s: nobody is stuck. */
+		ASSERT_TRUE(atomic_load(&lr.sysfs) > s0 &&
+			    atomic_load(&lr.ioctls) > i0 &&
+			    atomic_load(&lr.zeroes) > z0) {
+			TH_LOG("stuck: %ld sysfs writes, %ld ioctl rounds, %ld zeroout rounds in 5 s",
+			       atomic_load(&lr.sysfs) - s0,
+			       atomic_load(&lr.ioctls) - i0,
+			       atomic_load(&lr.zeroes) - z0);
+		}
+	}
+	lr.stop = 1;
+	for (int i = 0; i < 3; i++)
+		pthread_join(thr[i], NULL);
+	ASSERT_EQ(0, lr.err) {
+		TH_LOG("%s", strerror(lr.err));
+	}
+	TH_LOG("%ld sysfs writes, %ld ioctl rounds, %ld zeroout rounds",
+	       atomic_load(&lr.sysfs), atomic_load(&lr.ioctls),
+	       atomic_load(&lr.zeroes));
+	ASSERT_EQ(0, ioctl(lr.fd, LOOP_CLR_FD));
+	close(lr.fd);
+	lt_ctl(LOOP_CTL_REMOVE, lr.n);
+	unlink(file);
 }
 
 /*

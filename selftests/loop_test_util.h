@@ -34,8 +34,12 @@ static inline const char *lt_dir(void)
 	return d && *d ? d : "/tmp";
 }
 
-/* Create a backing file of @size bytes filled with @fill; returns path. */
-static inline char *lt_make_file(const char *tag, off_t size, int fill)
+/*
+ * Create a backing file of @size bytes filled with @fill in directory @dir;
+ * returns its path (to free), or NULL.
+ */
+static inline char *lt_make_file_at(const char *dir, const char *tag,
+				    off_t size, int fill)
 {
 	static int seq;
 	char *path;
@@ -43,7 +47,7 @@ static inline char *lt_make_file(const char *tag, off_t size, int fill)
 	off_t done = 0;
 	int fd;
 
-	if (asprintf(&path, "%s/lt-%s-%d-%d.img", lt_dir(), tag, getpid(),
+	if (asprintf(&path, "%s/lt-%s-%d-%d.img", dir, tag, getpid(),
 		     seq++) < 0)
 		return NULL;
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -61,6 +65,12 @@ static inline char *lt_make_file(const char *tag, off_t size, int fill)
 	}
 	close(fd);
 	return path;
+}
+
+/* Create a backing file of @size bytes filled with @fill; returns path. */
+static inline char *lt_make_file(const char *tag, off_t size, int fill)
+{
+	return lt_make_file_at(lt_dir(), tag, size, fill);
 }
 
 /*
@@ -223,6 +233,50 @@ static inline long long lt_size(int fd)
 	if (ioctl(fd, BLKGETSIZE64, &size) < 0)
 		return -errno;
 	return size;
+}
+
+/* "0" for 0, else the errno's name ("EINVAL"); @e may be negative. */
+static inline const char *lt_errname(int e)
+{
+	static char buf[16];
+	const char *name;
+
+	if (e < 0)
+		e = -e;
+	if (!e)
+		return "0";
+	name = strerrorname_np(e);
+	if (name)
+		return name;
+	snprintf(buf, sizeof(buf), "%d", e);
+	return buf;
+}
+
+/* A new device (LOOP_CTL_ADD, any free number): its number or -errno. */
+static inline int lt_add_dev(void)
+{
+	return lt_ctl(LOOP_CTL_ADD, -1);
+}
+
+/*
+ * Detach device @n and remove it, waiting up to a second for a teardown
+ * that the last close started: 0 or -errno of LOOP_CTL_REMOVE.
+ */
+static inline int lt_remove_dev(int n)
+{
+	int fd = lt_open_dev(n, O_RDWR), ret, try;
+
+	if (fd >= 0) {
+		ioctl(fd, LOOP_CLR_FD);
+		close(fd);
+	}
+	for (try = 0; try < 100; try++) {
+		ret = lt_ctl(LOOP_CTL_REMOVE, n);
+		if (ret != -EBUSY)
+			break;
+		usleep(10000);
+	}
+	return ret;
 }
 
 /* Best-effort cleanup of device @n: detach and remove it. */
