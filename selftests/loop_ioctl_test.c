@@ -649,13 +649,6 @@ TEST_F(dev, stacking_and_cycles)
 	ASSERT_EQ(0, lt_ctl(LOOP_CTL_REMOVE, m));
 }
 
-static int run(const char *cmd)
-{
-	int status = system(cmd);
-
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 TEST_F(dev, partition_scan)
 {
 	char cmd[512];
@@ -663,7 +656,7 @@ TEST_F(dev, partition_scan)
 	snprintf(cmd, sizeof(cmd),
 		 "printf 'label: dos\\n,2M\\n,2M\\n' | /usr/sbin/sfdisk -q %s >/dev/null 2>&1",
 		 self->file);
-	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, lt_run(cmd));
 	ASSERT_EQ(0, lt_configure(self->fd, self->file, O_RDWR,
 				  LO_FLAGS_PARTSCAN, 0, 0, 0));
 	ASSERT_TRUE(lt_exists("/sys/block/loop%d/loop%dp1", self->n));

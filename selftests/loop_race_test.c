@@ -29,38 +29,6 @@
 
 #define MiB (1024 * 1024)
 
-/* Attach @path to a free device with @flags; returns the open device fd. */
-static int attach_free(const char *path, __u32 flags, int *np)
-{
-	for (int tries = 0; tries < 100; tries++) {
-		int n = lt_get_free();
-		int fd, err;
-
-		if (n < 0)
-			return n;
-		fd = lt_open_dev(n, O_RDWR);
-		if (fd < 0)
-			return -errno;
-		err = lt_configure(fd, path, O_RDWR, flags, 0, 0, 0);
-		if (!err) {
-			*np = n;
-			return fd;
-		}
-		close(fd);
-		if (err != -EBUSY)
-			return err;
-		/* Another attacher won the device: ask again. */
-	}
-	return -EBUSY;
-}
-
-static int run(const char *cmd)
-{
-	int status = system(cmd);
-
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /*
  * The 2021 asynchronous autoclear bug (xfstests xfs/049): umount() of an
  * ext4 image mounted through an autoclear loop device returned before the
@@ -79,7 +47,7 @@ TEST(umount_chain_releases_backing_file_before_return)
 	ASSERT_NE(NULL, lower);
 	ASSERT_EQ(0, truncate(lower, 64 * MiB));
 	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s >/dev/null 2>&1", lower);
-	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, lt_run(cmd));
 	ASSERT_NE(NULL, mkdtemp(lower_dir));
 	ASSERT_NE(NULL, mkdtemp(upper_dir));
 	snprintf(upper, sizeof(upper), "%s/upper.img", lower_dir);
@@ -88,7 +56,7 @@ TEST(umount_chain_releases_backing_file_before_return)
 		int lfd, ufd, ln, un;
 
 		/* Lower: an ext4 image on a loop device, mounted. */
-		lfd = attach_free(lower, LO_FLAGS_AUTOCLEAR, &ln);
+		lfd = lt_attach_free(lower, LO_FLAGS_AUTOCLEAR, &ln);
 		ASSERT_LE(0, lfd);
 		snprintf(dev, sizeof(dev), "/dev/loop%d", ln);
 		ASSERT_EQ(0, mount(dev, lower_dir, "ext4", 0, NULL)) {
@@ -104,11 +72,11 @@ TEST(umount_chain_releases_backing_file_before_return)
 			close(fd);
 			snprintf(cmd, sizeof(cmd),
 				 "mkfs.ext4 -q -F %s >/dev/null 2>&1", upper);
-			ASSERT_EQ(0, run(cmd));
+			ASSERT_EQ(0, lt_run(cmd));
 		}
 
 		/* Upper: an image inside the lower filesystem, mounted. */
-		ufd = attach_free(upper, LO_FLAGS_AUTOCLEAR, &un);
+		ufd = lt_attach_free(upper, LO_FLAGS_AUTOCLEAR, &un);
 		ASSERT_LE(0, ufd);
 		snprintf(dev, sizeof(dev), "/dev/loop%d", un);
 		ASSERT_EQ(0, mount(dev, upper_dir, "ext4", 0, NULL));
@@ -340,9 +308,9 @@ TEST(clr_fd_on_mounted_device_detaches_at_umount)
 	ASSERT_NE(NULL, img);
 	ASSERT_EQ(0, truncate(img, 32 * MiB));
 	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s >/dev/null 2>&1", img);
-	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, lt_run(cmd));
 	ASSERT_NE(NULL, mkdtemp(mnt));
-	fd = attach_free(img, 0, &n);
+	fd = lt_attach_free(img, 0, &n);
 	ASSERT_LE(0, fd);
 	snprintf(dev, sizeof(dev), "/dev/loop%d", n);
 	ASSERT_EQ(0, mount(dev, mnt, "ext4", 0, NULL));
@@ -382,11 +350,11 @@ TEST(no_partition_survives_into_next_attachment)
 	snprintf(cmd, sizeof(cmd),
 		 "printf 'label: dos\\n,2M\\n,2M\\n' | /usr/sbin/sfdisk -q %s >/dev/null 2>&1",
 		 parted);
-	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, lt_run(cmd));
 	for (round = 0; round < 20 && lt_now() < end; round++) {
 		int fd, pfd, n;
 
-		fd = attach_free(parted, LO_FLAGS_PARTSCAN, &n);
+		fd = lt_attach_free(parted, LO_FLAGS_PARTSCAN, &n);
 		ASSERT_LE(0, fd);
 		snprintf(part, sizeof(part), "/dev/loop%dp1", n);
 		pfd = open(part, O_RDONLY);
@@ -443,7 +411,7 @@ TEST(autoclear_delete_leaves_no_device)
 	for (i = 0; i < 1000 && lt_now() < end; i++) {
 		int n, fd;
 
-		fd = attach_free(file, LO_FLAGS_AUTOCLEAR |
+		fd = lt_attach_free(file, LO_FLAGS_AUTOCLEAR |
 				 LO_FLAGS_AUTOCLEAR_DELETE, &n);
 		ASSERT_LE(0, fd) {
 			TH_LOG("round %d: attach: %s", i, strerror(-fd));
@@ -481,7 +449,7 @@ TEST(autoclear_delete_vs_prober_leaves_no_device)
 		long iter0;
 		int n, fd;
 
-		fd = attach_free(file, LO_FLAGS_AUTOCLEAR |
+		fd = lt_attach_free(file, LO_FLAGS_AUTOCLEAR |
 				 LO_FLAGS_AUTOCLEAR_DELETE, &n);
 		ASSERT_LE(0, fd) {
 			TH_LOG("round %d: attach: %s", i, strerror(-fd));
@@ -1423,7 +1391,7 @@ TEST(limits_update_vs_queue_freeze_never_deadlocks)
 	/* On tmpfs: punch hole yes, zero range no (EOPNOTSUPP). */
 	ASSERT_EQ(0, close(open(file, O_RDWR | O_CREAT | O_TRUNC, 0600)));
 	ASSERT_EQ(0, truncate(file, 4 * MiB));
-	lr.fd = attach_free(file, 0, &lr.n);
+	lr.fd = lt_attach_free(file, 0, &lr.n);
 	ASSERT_LE(0, lr.fd);
 	ASSERT_EQ(0, pthread_create(&thr[0], NULL, limits_sysfs_loop, &lr));
 	ASSERT_EQ(0, pthread_create(&thr[1], NULL, limits_ioctl_loop, &lr));

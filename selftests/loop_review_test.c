@@ -26,38 +26,6 @@
 
 #define MiB (1024 * 1024)
 
-static int run(const char *cmd)
-{
-	int status = system(cmd);
-
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* Attach @path to a free device with @flags; returns the open device fd. */
-static int attach_free(const char *path, int open_flags, __u32 flags,
-		       __u64 offset, int *np)
-{
-	for (int tries = 0; tries < 100; tries++) {
-		int n = lt_get_free();
-		int fd, err;
-
-		if (n < 0)
-			return n;
-		fd = lt_open_dev(n, O_RDWR);
-		if (fd < 0)
-			return -errno;
-		err = lt_configure(fd, path, open_flags, flags, offset, 0, 0);
-		if (!err) {
-			*np = n;
-			return fd;
-		}
-		close(fd);
-		if (err != -EBUSY)
-			return err;
-	}
-	return -EBUSY;
-}
-
 /*
  * Buffered writes racing LOOP_CLR_FD through the sole opener's descriptor
  * (shared by the threads of one process): a write that dirtied its page
@@ -115,7 +83,7 @@ TEST(writes_racing_detach_are_in_the_file_or_fsync_fails)
 		int n, bfd;
 
 		memset(w, 0, sizeof(*w));
-		w->fd = attach_free(file, O_RDWR, 0, 0, &n);
+		w->fd = lt_attach_free_at(file, O_RDWR, 0, 0, &n);
 		ASSERT_LE(0, w->fd);
 		ASSERT_EQ(0, pthread_create(&thr, NULL, wrace_writer, w));
 		usleep(random() % 30000);
@@ -185,7 +153,7 @@ TEST(short_write_at_unaligned_offset_lands_right_or_fails)
 			break;
 	close(ffd);
 
-	fd = attach_free(img, O_RDWR, 0, 100, &n);
+	fd = lt_attach_free_at(img, O_RDWR, 0, 100, &n);
 	ASSERT_LE(0, fd);
 	dfd = lt_open_dev(n, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, dfd);
@@ -239,7 +207,7 @@ TEST(cycle_through_a_partition_is_refused)
 	int fa, fb, na, nb, bfd, pfd;
 
 	ASSERT_NE(NULL, file);
-	fa = attach_free(file, O_RDONLY, 0, 0, &na);
+	fa = lt_attach_free_at(file, O_RDONLY, 0, 0, &na);
 	ASSERT_LE(0, fa);
 	ASSERT_EQ(0, add_partition(fa, 1, 4 * MiB)) {
 		TH_LOG("BLKPG on loop%d: %s", na, strerror(errno));
@@ -289,12 +257,12 @@ TEST(change_fd_under_a_mounted_filesystem)
 	ASSERT_NE(NULL, img);
 	ASSERT_EQ(0, truncate(img, 16 * MiB));
 	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s >/dev/null 2>&1", img);
-	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, lt_run(cmd));
 	ASSERT_EQ(0, asprintf(&img2, "%s.copy", img) < 0);
 	snprintf(cmd, sizeof(cmd), "cp %s %s", img, img2);
-	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, lt_run(cmd));
 	ASSERT_NE(NULL, mkdtemp(mnt));
-	fd = attach_free(img, O_RDONLY, 0, 0, &n);
+	fd = lt_attach_free_at(img, O_RDONLY, 0, 0, &n);
 	ASSERT_LE(0, fd);
 	snprintf(dev, sizeof(dev), "/dev/loop%d", n);
 	ASSERT_EQ(0, mount(dev, mnt, "ext4", MS_RDONLY, NULL));
@@ -357,7 +325,7 @@ TEST(set_status_window_move_never_writes_outside_it)
 		pthread_t thr;
 		int fd, n, bfd;
 
-		fd = attach_free(file, O_RDWR, 0, 0, &n);
+		fd = lt_attach_free_at(file, O_RDWR, 0, 0, &n);
 		ASSERT_LE(0, fd);
 		ASSERT_EQ(0, ioctl(fd, LOOP_GET_STATUS64, &info));
 		info.lo_sizelimit = 4 * MiB;
@@ -428,7 +396,7 @@ TEST(attacher_waiting_for_teardown_can_be_killed)
 	ASSERT_NE(NULL, other);
 	ASSERT_NE(NULL, data);
 	memset(data, 0x3c, 8 * MiB);
-	fd = attach_free(file, O_RDWR, 0, 0, &n);
+	fd = lt_attach_free_at(file, O_RDWR, 0, 0, &n);
 	ASSERT_LE(0, fd);
 	for (off_t off = 0; off < 96 * MiB; off += 8 * MiB)
 		ASSERT_EQ(8 * MiB, pwrite(fd, data, 8 * MiB, off));
@@ -491,7 +459,7 @@ TEST(remove_answers_when_autoclear_delete_is_done)
 		double t0;
 		pid_t pid;
 
-		fd = attach_free(file, O_RDWR, LO_FLAGS_AUTOCLEAR |
+		fd = lt_attach_free_at(file, O_RDWR, LO_FLAGS_AUTOCLEAR |
 				 LO_FLAGS_AUTOCLEAR_DELETE, 0, &n);
 		ASSERT_LE(0, fd);
 		/* Something to write back: the teardown takes a while. */
@@ -551,7 +519,7 @@ TEST(partition_added_during_rundown_never_serves_next_attachment)
 		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, go);
 	memset(data, 0x44, 8 * MiB);
-	fd = attach_free(file, O_RDWR, 0, 0, &n);
+	fd = lt_attach_free_at(file, O_RDWR, 0, 0, &n);
 	ASSERT_LE(0, fd);
 	for (off_t off = 0; off < 64 * MiB; off += 8 * MiB)
 		ASSERT_EQ(8 * MiB, pwrite(fd, data, 8 * MiB, off));

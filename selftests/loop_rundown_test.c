@@ -33,37 +33,6 @@
 
 #define MiB (1024 * 1024)
 
-static int run(const char *cmd)
-{
-	int status = system(cmd);
-
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* Attach @path to a free device with @flags; returns the open device fd. */
-static int attach_free(const char *path, __u32 flags, int *np)
-{
-	for (int tries = 0; tries < 100; tries++) {
-		int n = lt_get_free();
-		int fd, err;
-
-		if (n < 0)
-			return n;
-		fd = lt_open_dev(n, O_RDWR);
-		if (fd < 0)
-			return -errno;
-		err = lt_configure(fd, path, O_RDWR, flags, 0, 0, 0);
-		if (!err) {
-			*np = n;
-			return fd;
-		}
-		close(fd);
-		if (err != -EBUSY)
-			return err;
-	}
-	return -EBUSY;
-}
-
 /* Is every byte of @path (first @len bytes) @fill? 1 yes, 0 no, -errno. */
 static int file_is_filled(const char *path, off_t len, int fill, off_t *bad)
 {
@@ -195,7 +164,7 @@ TEST(partition_open_during_rundown_never_reaches_next_attachment)
 		pid_t pid;
 		int fd, n, status;
 
-		fd = attach_free(parted, LO_FLAGS_PARTSCAN, &n);
+		fd = lt_attach_free(parted, LO_FLAGS_PARTSCAN, &n);
 		ASSERT_LE(0, fd);
 		ASSERT_TRUE(lt_exists("/sys/block/loop%d/loop%dp1", n));
 		memset(w, 0, sizeof(*w));
@@ -288,7 +257,7 @@ TEST(mount_during_rundown_is_refused_or_keeps_device)
 	 */
 	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F -b 4096 %s >/dev/null 2>&1",
 		 img);
-	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, lt_run(cmd));
 	ASSERT_EQ(0, truncate(img, 64 * MiB));
 	ASSERT_NE(NULL, mkdtemp(mnt));
 	data = malloc(8 * MiB);
@@ -303,7 +272,7 @@ TEST(mount_during_rundown_is_refused_or_keeps_device)
 		pid_t pid;
 		int fd, n, status;
 
-		fd = attach_free(img, 0, &n);
+		fd = lt_attach_free(img, 0, &n);
 		ASSERT_LE(0, fd);
 		snprintf(dev, sizeof(dev), "/dev/loop%d", n);
 		shared[0] = 0;	/* stop */
@@ -374,7 +343,7 @@ TEST(autoclear_delete_removed_by_clr_fd_with_or_without_other_opener)
 	for (i = 0; i < 2; i++) {
 		int fd, other = -1, n;
 
-		fd = attach_free(file, LO_FLAGS_AUTOCLEAR_DELETE, &n);
+		fd = lt_attach_free(file, LO_FLAGS_AUTOCLEAR_DELETE, &n);
 		ASSERT_LE(0, fd);
 		if (i == 1) {
 			other = lt_open_dev(n, O_RDONLY);
@@ -476,7 +445,7 @@ TEST(autoclear_delete_survives_remove_failing_with_ebusy)
 
 		/* ENXIO: a REMOVE of the last round took the device. */
 		do {
-			fd = attach_free(file, LO_FLAGS_AUTOCLEAR |
+			fd = lt_attach_free(file, LO_FLAGS_AUTOCLEAR |
 					 LO_FLAGS_AUTOCLEAR_DELETE, &n);
 		} while (fd == -ENXIO);
 		ASSERT_LE(0, fd) {
@@ -604,7 +573,7 @@ TEST(last_close_through_io_uring_inline_and_by_io_worker)
 			struct loop_info64 info;
 			int fd, fd2, n, k;
 
-			fd = attach_free(file, LO_FLAGS_AUTOCLEAR, &n);
+			fd = lt_attach_free(file, LO_FLAGS_AUTOCLEAR, &n);
 			ASSERT_LE(0, fd);
 			ASSERT_EQ(0, ring_close(&r, fd, async));
 			/* Well within the io-wq worker's 5 s idle timeout. */
@@ -647,7 +616,7 @@ TEST(tracee_stopped_at_close_exit_has_run_its_teardown)
 	pid_t pid;
 
 	ASSERT_NE(NULL, file);
-	fd = attach_free(file, LO_FLAGS_AUTOCLEAR, &n);
+	fd = lt_attach_free(file, LO_FLAGS_AUTOCLEAR, &n);
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, pipe(pipefd));
 	pid = fork();
@@ -892,14 +861,14 @@ FIXTURE_SETUP(asyncfs)
 		SKIP(return, "no %s in this kernel", variant->fstype);
 	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null",
 		 strtok(strdupa(variant->mkfs), " "));
-	if (run(cmd))
+	if (lt_run(cmd))
 		SKIP(return, "no %s", variant->mkfs);
 	self->img = lt_make_file(variant->fstype, 0, 0);
 	ASSERT_NE(NULL, self->img);
 	ASSERT_EQ(0, truncate(self->img, variant->size));
 	snprintf(cmd, sizeof(cmd), "%s %s >/dev/null 2>&1", variant->mkfs,
 		 self->img);
-	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, lt_run(cmd));
 	snprintf(self->mnt, sizeof(self->mnt), "/tmp/asyncfs-XXXXXX");
 	ASSERT_NE(NULL, mkdtemp(self->mnt));
 }
@@ -918,7 +887,7 @@ static int mount_image(const char *img, const char *fstype,
 		       const char *mnt, int *np)
 {
 	char dev[64];
-	int fd = attach_free(img, LO_FLAGS_AUTOCLEAR, np);
+	int fd = lt_attach_free(img, LO_FLAGS_AUTOCLEAR, np);
 
 	if (fd < 0)
 		return fd;

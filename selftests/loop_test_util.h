@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/fs.h>
@@ -186,6 +187,50 @@ static inline int lt_configure(int devfd, const char *path, int open_flags,
 			      path);
 	close(fd);
 	return ret;
+}
+
+/* Run a shell command; its exit status, or -1 if it did not exit. */
+static inline int lt_run(const char *cmd)
+{
+	int status = system(cmd);
+
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*
+ * Attach @path (opened with @open_flags) at @offset to a free device with
+ * @flags, as losetup -f does: LOOP_CTL_GET_FREE, open, LOOP_CONFIGURE, and
+ * again on EBUSY (another attacher won the device). Returns the open
+ * device's fd and its number in @np, or -errno.
+ */
+static inline int lt_attach_free_at(const char *path, int open_flags,
+				    __u32 flags, __u64 offset, int *np)
+{
+	*np = -1;
+	for (int tries = 0; tries < 100; tries++) {
+		int n = lt_get_free();
+		int fd, err;
+
+		if (n < 0)
+			return n;
+		fd = lt_open_dev(n, O_RDWR);
+		if (fd < 0)
+			return -errno;
+		err = lt_configure(fd, path, open_flags, flags, offset, 0, 0);
+		if (!err) {
+			*np = n;
+			return fd;
+		}
+		close(fd);
+		if (err != -EBUSY)
+			return err;
+	}
+	return -EBUSY;
+}
+
+static inline int lt_attach_free(const char *path, __u32 flags, int *np)
+{
+	return lt_attach_free_at(path, O_RDWR, flags, 0, np);
 }
 
 /* Read /sys/block/loopN/<attr> into @buf, trailing newline removed. */

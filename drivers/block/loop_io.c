@@ -440,8 +440,14 @@ refuse:
 static bool loop_rq_beyond_capacity(struct loop_device *lo,
 				    struct request *rq)
 {
-	return blk_rq_pos(rq) + blk_rq_sectors(rq) >
-	       data_race(get_capacity(lo->lo_disk));
+	sector_t capacity;
+
+	/* A flush has no position (6.1 leaves it at -1). */
+	if (!blk_rq_sectors(rq))
+		return false;
+	/* Racy on purpose (see above): no lock orders it with a change. */
+	capacity = data_race(get_capacity(lo->lo_disk));
+	return blk_rq_pos(rq) + blk_rq_sectors(rq) > capacity;
 }
 
 /*

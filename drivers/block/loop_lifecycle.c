@@ -128,14 +128,14 @@ void loop_set_size(struct loop_device *lo, loff_t sectors)
 void loop_announce_size(struct loop_device *lo, sector_t old, sector_t size)
 {
 	struct kobject *kobj = &disk_to_dev(lo->lo_disk)->kobj;
-	char *envp[] = { "RESIZE=1", NULL };
 
 	if (old != size)
 		pr_info("%s: detected capacity change from %llu to %llu\n",
 			lo->lo_disk->disk_name, (unsigned long long)old,
 			(unsigned long long)size);
 	if (old != size && old && size)
-		kobject_uevent_env(kobj, KOBJ_CHANGE, envp);
+		kobject_uevent_env(kobj, KOBJ_CHANGE,
+				   (char *[]){ "RESIZE=1", NULL });
 	else
 		kobject_uevent(kobj, KOBJ_CHANGE);
 }
