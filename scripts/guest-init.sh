@@ -18,6 +18,7 @@
 #   loop.mode=bench	run the benchmarks (stock loop.ko against ours)
 #   loop.mode=soak	run selftests/soak.sh for loop.soak=SECONDS
 #   loop.skip=A,B	check mode: leave the selftest programs A and B out
+#   loop.time=F		scale the time bounds of the tests by F (LOOP_TIME_SCALE)
 #   loop.mode=exec	run the script loop.exec=NAME of /selftests under bash
 #			(experiments: scripts/run-guest.sh ... exec 0 600
 #			loop.exec=NAME)
@@ -55,6 +56,7 @@ for arg in $(cat /proc/cmdline); do
 	loop.soak=*) soak=${arg#loop.soak=} ;;
 	loop.exec=*) exec_script=${arg#loop.exec=} ;;
 	loop.skip=*) export LOOP_SKIP=$(echo "${arg#loop.skip=}" | tr , ' ') ;;
+	loop.time=*) export LOOP_TIME_SCALE=${arg#loop.time=} ;;
 	loop.prog=*) prog=${arg#loop.prog=} ;;
 	loop.test=*)
 		for t in $(echo "${arg#loop.test=}" | tr , ' '); do

@@ -41,7 +41,7 @@ TEST(umount_chain_releases_backing_file_before_return)
 	char upper_dir[] = "/tmp/race-upper-XXXXXX";
 	char *lower = lt_make_file("lower", 0, 0);
 	char upper[256], cmd[512], dev[64];
-	double end = lt_now() + 60;
+	double end = lt_deadline(60);
 	int round, rounds = 0;
 
 	ASSERT_NE(NULL, lower);
@@ -106,7 +106,7 @@ TEST(umount_chain_releases_backing_file_before_return)
 TEST(reattach_after_autoclear_close_never_ebusy)
 {
 	char *file = lt_make_file("reuse", 4 * MiB, 0);
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	int n = lt_get_free(), i, fd = -1;
 
 	ASSERT_NE(NULL, file);
@@ -163,7 +163,7 @@ TEST(clr_fd_and_last_close_vs_blkid_like_opener)
 {
 	char *file = lt_make_file("probe", 4 * MiB, 0x42);
 	struct prober p = { .n = 0 };
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	unsigned long used = 0;
 	struct loop_info64 info;
 	pthread_t thr;
@@ -341,7 +341,7 @@ TEST(no_partition_survives_into_next_attachment)
 {
 	char *parted = lt_make_file("parted", 8 * MiB, 0);
 	char *plain = lt_make_file("plain", 8 * MiB, 0);
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	char cmd[512], part[64];
 	int round;
 
@@ -405,7 +405,7 @@ TEST(autoclear_delete_leaves_no_device)
 {
 	char *file = lt_make_file("short", 1 * MiB, 0);
 	int before = count_loop_devices(), i, rounds = 0;
-	double end = lt_now() + 45;
+	double end = lt_deadline(45);
 
 	ASSERT_NE(NULL, file);
 	for (i = 0; i < 1000 && lt_now() < end; i++) {
@@ -440,7 +440,7 @@ TEST(autoclear_delete_vs_prober_leaves_no_device)
 	char *file = lt_make_file("short", 1 * MiB, 0);
 	int before = count_loop_devices(), i, rounds = 0;
 	struct prober p = { .n = 0 };
-	double end = lt_now() + 20;
+	double end = lt_deadline(20);
 	pthread_t thr;
 
 	ASSERT_NE(NULL, file);
@@ -541,7 +541,7 @@ TEST(stacked_configure_vs_clear_and_reattach)
 	struct attach_clear a = { .file = file };
 	long stacked = 0, refused = 0;
 	struct loop_info64 info;
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	char buf[4096] __attribute__((aligned(4096))), want[4096];
 	pthread_t thr;
 	int i;
@@ -662,7 +662,7 @@ TEST(stacked_cycle_by_concurrent_change_fd_is_refused)
 	char *fb = lt_make_file("cycb", 1 * MiB, 0x22);
 	int na = lt_ctl(LOOP_CTL_ADD, -1), nb = lt_ctl(LOOP_CTL_ADD, -1);
 	long one = 0, none = 0;
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	pthread_barrier_t start;
 	char buf[4096];
 	int fda, fdb, i;
@@ -883,7 +883,7 @@ TEST(loop_control_from_many_threads_vs_attach_detach)
 	int before = count_loop_devices(), i, n, fd;
 	pthread_t thr[CTL_ATTACHERS + 1];
 	struct loop_info64 info;
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 
 	ASSERT_NE(NULL, sh);
 	ASSERT_NE(NULL, file);
@@ -1038,7 +1038,7 @@ TEST(writes_acknowledged_before_detach_are_in_the_file)
 	struct det_writer w[DET_WRITERS];
 	unsigned long snap[DET_BLOCKS];
 	__u64 *data = malloc(2 * DET_BLOCKS * 4096);
-	double end = lt_now() + 60;
+	double end = lt_deadline(60);
 	long verified = 0, late_errors = 0;
 	int round, n, b, i, fd;
 	unsigned char *buf;
@@ -1246,7 +1246,7 @@ TEST(clr_fd_waits_for_reads_in_flight_through_its_own_open)
 	struct drn_shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 				     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	char *file = drn_make_file();
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	long spanning = 0, reads = 0;
 	int round, n, fd, status;
 
@@ -1357,6 +1357,11 @@ static void *limits_ioctl_loop(void *arg)
 			break;
 		}
 		atomic_fetch_add(&lr->ioctls, 1);
+		/*
+		 * LOOP_SET_BLOCK_SIZE claims the device, and so do BLKZEROOUT
+		 * and BLKDISCARD: back to back, the claims would starve them.
+		 */
+		usleep(1000);
 	}
 	return NULL;
 }
@@ -1385,7 +1390,7 @@ TEST(limits_update_vs_queue_freeze_never_deadlocks)
 	char file[] = "/tmp/limits-race.img";
 	struct limits_race lr = { .fd = -1 };
 	pthread_t thr[3];
-	double end = lt_now() + 20;
+	double end = lt_deadline(20);
 	long s0, i0, z0;
 
 	/* On tmpfs: punch hole yes, zero range no (EOPNOTSUPP). */
@@ -1501,7 +1506,7 @@ TEST(module_unload_waits_for_pending_teardown)
 	char *file = lt_make_file("unload", DET_BLOCKS * 4096, 0);
 	__u64 *data = malloc(DET_BLOCKS * 4096);
 	int round, overlapped = 0, refused = 0;
-	double end = lt_now() + 120;
+	double end = lt_deadline(120);
 
 	if (!module)
 		SKIP(return, "LOOP_MODULE (path of our loop.ko) is not set");

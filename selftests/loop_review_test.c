@@ -70,7 +70,7 @@ static void *wrace_writer(void *arg)
 TEST(writes_racing_detach_are_in_the_file_or_fsync_fails)
 {
 	char *file = lt_make_file("wrace", 1 * MiB, 0);
-	double end = lt_now() + 40;
+	double end = lt_deadline(40);
 	struct wrace *w = calloc(1, sizeof(*w));
 	long checked = 0, acks = 0, fails = 0;
 	int round;
@@ -314,7 +314,7 @@ static void *window_write_loop(void *arg)
 TEST(set_status_window_move_never_writes_outside_it)
 {
 	char *file = lt_make_file("window", 4 * MiB, 0);
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	int round;
 
 	ASSERT_NE(NULL, file);

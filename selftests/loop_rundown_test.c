@@ -143,7 +143,7 @@ TEST(partition_open_during_rundown_never_reaches_next_attachment)
 {
 	char *parted = make_partitioned("rdparted", 64 * MiB);
 	char *plain = lt_make_file("rdplain", 64 * MiB, 0);
-	double end = lt_now() + 90;
+	double end = lt_deadline(60);
 	struct part_writer *w;
 	unsigned char *data;
 	int round, rounds = 0, deferred = 0;
@@ -158,7 +158,7 @@ TEST(partition_open_during_rundown_never_reaches_next_attachment)
 	ASSERT_NE(NULL, data);
 	memset(data, 0x5a, 8 * MiB);
 
-	for (round = 0; round < 20 && rounds < 8 && lt_now() < end; round++) {
+	for (round = 0; round < 12 && rounds < 5 && lt_now() < end; round++) {
 		struct loop_info64 info;
 		off_t bad = -1;
 		pid_t pid;
@@ -243,7 +243,7 @@ TEST(mount_during_rundown_is_refused_or_keeps_device)
 {
 	char mnt[] = "/tmp/rd-mnt-XXXXXX";
 	char *img = lt_make_file("rdmount", 0, 0);
-	double end = lt_now() + 60;
+	double end = lt_deadline(60);
 	char cmd[512], dev[64];
 	unsigned char *data;
 	_Atomic int *shared;
@@ -432,7 +432,7 @@ TEST(autoclear_delete_survives_remove_failing_with_ebusy)
 	char *file = lt_make_file("acdrm", 1 * MiB, 0);
 	struct remover r = { .n = -1 };
 	struct opener o = { .n = -1 };
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	pthread_t tr, to;
 	int i;
 
@@ -905,11 +905,11 @@ static int mount_image(const char *img, const char *fstype,
 
 TEST_F_TIMEOUT(asyncfs, write_umount_detach_at_once, 600)
 {
-	double end = lt_now() + 90;
+	double end = lt_deadline(45);
 	char path[128], buf[65536];
 	int round, rounds = 0;
 
-	for (round = 0; round < 30 && lt_now() < end; round++) {
+	for (round = 0; round < 12 && lt_now() < end; round++) {
 		int n, fd, k;
 
 		ASSERT_EQ(0, mount_image(self->img, variant->fstype,

@@ -139,6 +139,20 @@ static inline double lt_now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/*
+ * The end of a test's time bound of @seconds, scaled by LOOP_TIME_SCALE
+ * (make check shortens the bounds on some guests; rounds are bounded by
+ * count as well).
+ */
+static inline double lt_deadline(double seconds)
+{
+	const char *scale = getenv("LOOP_TIME_SCALE");
+
+	if (scale && atof(scale) > 0)
+		seconds *= atof(scale);
+	return lt_now() + seconds;
+}
+
 /* Write the string @val to the file @path: 0 or -errno. */
 static inline int lt_write_str(const char *path, const char *val)
 {
