@@ -12,12 +12,16 @@
  *   LOOP_HAVE_MEDIA_CHANGE_EVENTS	disk_force_media_change(disk, events)
  *   LOOP_HAVE_CLAIM_HOPS		bd_prepare_to_claim(bdev, holder, hops)
  *   LOOP_HAVE_BD_MAPPING		block_device.bd_mapping (no bd_inode)
+ *   LOOP_HAVE_BDEV_PARTNO		bdev_partno() (no block_device.bd_partno)
  */
 #ifndef _LOOP_COMPAT_H
 #define _LOOP_COMPAT_H
 
 #include <linux/blk-mq.h>
 #include <linux/blkdev.h>
+#include <linux/lockdep.h>
+#include <linux/rcupdate.h>
+#include <linux/sched.h>
 
 /*
  * The mode an opener has (a blk_mode_t or an fmode_t), and the prototypes
@@ -51,7 +55,18 @@ struct loop_limits {
 /* Largest request, in sectors: the historic default cap of the block layer. */
 #define LOOP_MAX_HW_SECTORS	2560u
 
+/*
+ * A limits update: loop_limits_start(), then (for a device in use) the
+ * queue frozen, then loop_limits_commit() or loop_limits_cancel(). On
+ * 6.12, start takes q->limits_lock and commit or cancel releases it: the
+ * order of 6.12's own sysfs queue attributes (limits_lock, then freeze).
+ * Nothing that may take filesystem locks (statfs, fsync) runs in between.
+ */
 #ifdef LOOP_HAVE_QUEUE_LIMITS_UPDATE
+struct loop_limits_update {
+	struct queue_limits	lim;
+};
+
 static inline struct gendisk *loop_alloc_disk(struct blk_mq_tag_set *set,
 					      void *data)
 {
@@ -60,38 +75,57 @@ static inline struct gendisk *loop_alloc_disk(struct blk_mq_tag_set *set,
 	return blk_mq_alloc_disk(set, &lim, data);
 }
 
-static inline int loop_apply_limits(struct request_queue *q,
-				    const struct loop_limits *ll)
+static inline void loop_limits_start(struct request_queue *q,
+				     struct loop_limits_update *u)
 {
-	struct queue_limits lim = queue_limits_start_update(q);
-
-	lim.logical_block_size = ll->block_size;
-	lim.physical_block_size = ll->block_size;
-	lim.io_min = ll->block_size;
-	lim.max_hw_discard_sectors = ll->max_discard_sectors;
-	lim.max_write_zeroes_sectors = ll->max_discard_sectors;
-	lim.discard_granularity = ll->discard_granularity;
-	lim.features &= ~(BLK_FEAT_WRITE_CACHE | BLK_FEAT_ROTATIONAL);
-	if (ll->write_cache)
-		lim.features |= BLK_FEAT_WRITE_CACHE;
-	if (ll->rotational)
-		lim.features |= BLK_FEAT_ROTATIONAL;
-	return queue_limits_commit_update(q, &lim);
+	u->lim = queue_limits_start_update(q);
 }
 
-static inline void loop_disable_discard(struct request_queue *q, bool zeroes)
+static inline void loop_limits_cancel(struct request_queue *q,
+				      struct loop_limits_update *u)
+{
+	queue_limits_cancel_update(q);
+}
+
+static inline int loop_limits_commit(struct request_queue *q,
+				     struct loop_limits_update *u,
+				     const struct loop_limits *ll)
+{
+	struct queue_limits *lim = &u->lim;
+
+	lim->logical_block_size = ll->block_size;
+	lim->physical_block_size = ll->block_size;
+	lim->io_min = ll->block_size;
+	lim->max_hw_discard_sectors = ll->max_discard_sectors;
+	lim->max_write_zeroes_sectors = ll->max_discard_sectors;
+	lim->discard_granularity = ll->discard_granularity;
+	lim->features &= ~(BLK_FEAT_WRITE_CACHE | BLK_FEAT_ROTATIONAL);
+	if (ll->write_cache)
+		lim->features |= BLK_FEAT_WRITE_CACHE;
+	if (ll->rotational)
+		lim->features |= BLK_FEAT_ROTATIONAL;
+	return queue_limits_commit_update(q, lim);
+}
+
+/* Stop advertising discard and/or write-zeroes. May sleep. */
+static inline void loop_limits_withdraw(struct request_queue *q,
+					bool discard, bool zeroes)
 {
 	struct queue_limits lim = queue_limits_start_update(q);
 
-	if (zeroes) {
+	if (zeroes)
 		lim.max_write_zeroes_sectors = 0;
-	} else {
+	if (discard) {
 		lim.max_hw_discard_sectors = 0;
 		lim.discard_granularity = 0;
 	}
 	queue_limits_commit_update(q, &lim);
 }
 #else
+struct loop_limits_update {
+	int	unused;
+};
+
 static inline struct gendisk *loop_alloc_disk(struct blk_mq_tag_set *set,
 					      void *data)
 {
@@ -102,8 +136,19 @@ static inline struct gendisk *loop_alloc_disk(struct blk_mq_tag_set *set,
 	return disk;
 }
 
-static inline int loop_apply_limits(struct request_queue *q,
-				    const struct loop_limits *ll)
+static inline void loop_limits_start(struct request_queue *q,
+				     struct loop_limits_update *u)
+{
+}
+
+static inline void loop_limits_cancel(struct request_queue *q,
+				      struct loop_limits_update *u)
+{
+}
+
+static inline int loop_limits_commit(struct request_queue *q,
+				     struct loop_limits_update *u,
+				     const struct loop_limits *ll)
 {
 	if (blk_validate_block_size(ll->block_size))
 		return -EINVAL;
@@ -121,18 +166,25 @@ static inline int loop_apply_limits(struct request_queue *q,
 	return 0;
 }
 
-static inline void loop_disable_discard(struct request_queue *q, bool zeroes)
+/*
+ * 6.1 has no safe way to change limits under a live queue (no
+ * limits_lock; the discard path reads them twice), and its stock driver
+ * never withdraws them: requests keep failing with EOPNOTSUPP instead.
+ */
+static inline void loop_limits_withdraw(struct request_queue *q,
+					bool discard, bool zeroes)
 {
-	if (zeroes) {
-		blk_queue_max_write_zeroes_sectors(q, 0);
-	} else {
-		blk_queue_max_discard_sectors(q, 0);
-		q->limits.discard_granularity = 0;
-	}
 }
 #endif
 
-/* Bump the disk sequence number (and invalidate the page cache). */
+/*
+ * Bump the disk sequence number (and invalidate the page cache). 6.1's
+ * disk_force_media_change() also asks for a partition rescan at the next
+ * open (GD_NEED_PART_SCAN), which 6.12 no longer does: a scan that an
+ * opener such as udev's blkid would run while the attach scans too, making
+ * the partitions disappear and reappear. We scan explicitly when we mean
+ * to, so the request is withdrawn (see loop_new_diskseq() for the lock).
+ */
 static inline void loop_force_media_change(struct gendisk *disk)
 {
 #ifdef LOOP_HAVE_MEDIA_CHANGE_EVENTS
@@ -140,6 +192,7 @@ static inline void loop_force_media_change(struct gendisk *disk)
 #else
 	disk_force_media_change(disk);
 #endif
+	clear_bit(GD_NEED_PART_SCAN, &disk->state);
 }
 
 static inline int loop_prepare_to_claim(struct block_device *bdev,
@@ -161,5 +214,41 @@ static inline struct address_space *loop_bdev_mapping(struct block_device *bdev)
 	return bdev->bd_inode->i_mapping;
 #endif
 }
+
+/* The partition number of @bdev, 0 for the whole disk. */
+static inline u8 loop_bdev_partno(const struct block_device *bdev)
+{
+#ifdef LOOP_HAVE_BDEV_PARTNO
+	return bdev_partno(bdev);
+#else
+	return bdev->bd_partno;
+#endif
+}
+
+/*
+ * Tasks whose task work may run late or only when they exit: kernel
+ * threads never return to user space, and user workers (io_uring's io-wq,
+ * vhost; 6.1 has only the io-wq kind) run task work at their own pace.
+ */
+#ifdef PF_USER_WORKER
+#define LOOP_PF_NO_TASK_WORK	(PF_KTHREAD | PF_USER_WORKER)
+#else
+#define LOOP_PF_NO_TASK_WORK	(PF_KTHREAD | PF_IO_WORKER)
+#endif
+
+/*
+ * Wait until every task that ran one of our task work callbacks has
+ * returned from our text, so that module exit can free it. RCU Tasks waits
+ * for that (a task preempted in our code is not quiescent for it); without
+ * preemption a normal grace period does. Every Debian configuration has
+ * one or the other; a preemptible kernel without RCU Tasks is refused.
+ */
+#if IS_ENABLED(CONFIG_TASKS_RCU)
+#define loop_sync_task_work()	synchronize_rcu_tasks()
+#elif !IS_ENABLED(CONFIG_PREEMPTION)
+#define loop_sync_task_work()	synchronize_rcu()
+#else
+#error "loop: a preemptible kernel needs CONFIG_TASKS_RCU"
+#endif
 
 #endif /* _LOOP_COMPAT_H */

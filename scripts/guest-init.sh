@@ -5,6 +5,8 @@
 #   loop.mode=check	load our loop.ko, run every selftest, check the log
 #   loop.mode=demo	load our loop.ko, run the demo
 #   loop.mode=race	load our loop.ko, run the race tests only
+#   loop.mode=races	the race tests, the rundown tests and the fuzzer (the
+#			KCSAN guest of make check)
 #   loop.test=A,B	race mode: run only the race tests A and B
 #   loop.prog=P		race mode: run selftest program P (default
 #			loop_race_test)
@@ -15,6 +17,8 @@
 #   loop.mode=shell	load our loop.ko, give a shell on the console
 #   loop.mode=bench	run the benchmarks (stock loop.ko against ours)
 #   loop.mode=soak	run selftests/soak.sh for loop.soak=SECONDS
+#   loop.skip=A,B	check mode: leave the selftest programs A and B out
+#   loop.time=F		scale the time bounds of the tests by F (LOOP_TIME_SCALE)
 #   loop.mode=exec	run the script loop.exec=NAME of /selftests under bash
 #			(experiments: scripts/run-guest.sh ... exec 0 600
 #			loop.exec=NAME)
@@ -51,6 +55,8 @@ for arg in $(cat /proc/cmdline); do
 	bench.aa=*) aa=${arg#bench.aa=} ;;
 	loop.soak=*) soak=${arg#loop.soak=} ;;
 	loop.exec=*) exec_script=${arg#loop.exec=} ;;
+	loop.skip=*) export LOOP_SKIP=$(echo "${arg#loop.skip=}" | tr , ' ') ;;
+	loop.time=*) export LOOP_TIME_SCALE=${arg#loop.time=} ;;
 	loop.prog=*) prog=${arg#loop.prog=} ;;
 	loop.test=*)
 		for t in $(echo "${arg#loop.test=}" | tr , ' '); do
@@ -59,10 +65,16 @@ for arg in $(cat /proc/cmdline); do
 	esac
 done
 
+# The kernel log goes to ttyS1 as it is written, so that the host has it
+# even if the guest hangs or is killed by its timeout.
+echo "===== kernel log ====="  > /dev/ttyS1
+cat /dev/kmsg > /dev/ttyS1 &
+kmsg=$!
+
 verdict() {
+	sleep 1
+	kill "$kmsg" 2>/dev/null
 	{
-		echo "===== kernel log ====="
-		dmesg
 		echo "===== end of kernel log ====="
 		echo "LOOP-GUEST-RESULT: $*"
 	} > /dev/ttyS1
@@ -122,6 +134,16 @@ race)
 	"/selftests/$prog" $only
 	rc=$?
 	;;
+races)
+	rc=0
+	cd /selftests || rc=1
+	for t in ./loop_race_test ./loop_rundown_test ./loop_review_test \
+		 "./loop_fuzz -n 1500"; do
+		echo "# ===== ${t#./} ($(uname -r)) ====="
+		$t || rc=$((rc + 1))
+	done
+	cd /
+	;;
 bench)
 	/usr/bin/bash /bench/guest-bench.sh
 	rc=$?
@@ -142,6 +164,9 @@ esac
 
 umount /mnt/scratch 2>/dev/null
 umount /mnt/scratch4k 2>/dev/null
+# A race test that failed may have left a device stuck (a deadlock): in
+# race mode (make prove-races) the verdict does not wait for rmmod.
+[ "$mode" = race ] && [ "$rc" != 0 ] && verdict "FAIL tests exit $rc"
 # The module must unload once every device is unbound.
 if ! rmmod loop; then
 	# What is left: bound devices and the open count of each device.

@@ -3,10 +3,12 @@
 #
 # make prove-races: show that each race test can catch the race it names.
 # For every scripts/breakages/*.patch (a deliberately broken driver), build
-# the patched driver for Debian's 6.12, run the race tests named on the
-# patch's "Expected to fail:" lines in a guest, and require each to fail
-# (a kernel crash while the test runs counts: the guest panics on oops).
-# Prints TAP: "ok" means the breakage was caught.
+# the patched driver for Debian's 6.12, run the tests named on the patch's
+# "Expected to fail: [PROGRAM:]TEST" lines (PROGRAM defaults to
+# loop_race_test) in a guest, one guest per program, and require each to
+# fail (a kernel crash while the test runs counts: the guest panics on
+# oops). Prints TAP: "ok" means the breakage was caught.
+#   PROVE_ONLY="name ..."	only these breakages (patch names)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
@@ -16,39 +18,47 @@ make -s -C selftests >/dev/null || exit 1
 n=0 failed=0
 for patch in scripts/breakages/*.patch; do
 	name=$(basename "$patch" .patch)
-	expect=$(sed -n 's/^Expected to fail: \([a-z_0-9]*\).*/\1/p' "$patch")
+	case " ${PROVE_ONLY:-$name} " in *" $name "*) ;; *) continue ;; esac
+	expect=$(sed -n 's/^Expected to fail: \([a-z_0-9:]*\).*/\1/p' "$patch" |
+		 sed '/:/!s/^/loop_race_test:/')
 	dir=build/break-$name
 	rm -rf "$dir"
 	mkdir -p "$dir/src"
 	cp -r Kbuild Makefile dkms.conf drivers include "$dir/src/"
 	(cd "$dir/src" && patch -s -p1 < "$top/$patch") || exit 1
-	make -s -C "$KDIR_612" M="$top/$dir/src" modules > "$dir/build.log" 2>&1 || exit 1
+	make -s -C "$KDIR_612" M="$top/$dir/src" modules > "$dir/build.log" 2>&1 ||
+		{ cat "$dir/build.log"; exit 1; }
 	./scripts/mkinitramfs.sh "$dir/initrd.gz" "$KVER_612" "$dir/src/loop.ko"
-	# Only the tests the patch names: each must fail.
-	./scripts/run-guest.sh "break-$name" "/boot/vmlinuz-$KVER_612" \
-		"$dir/initrd.gz" race 0 900 "loop.test=$(echo $expect | tr ' ' ,)" \
-		</dev/null | tr -d '\r' > "$dir/tap"
-	for t in $expect; do
-		n=$((n + 1))
-		# Kernel crash lines printed since the test started, if any.
-		crash=$(sed -n "/RUN  *global\.$t /,\$p" "$dir/tap" |
-			grep -E '\] (BUG|Oops|RIP|Kernel panic|general protection)' |
-			head -n 2)
-		if grep -qE "^not ok [0-9]+ global\.$t\$" "$dir/tap"; then
-			echo "ok $n $name: caught by $t"
-			# What the test reported: its own log lines.
-			sed -n "/RUN  *global\.$t /,/global\.$t\$/p" "$dir/tap" |
-				grep -E "^# loop_race_test.c:[0-9]+:$t:" |
-				grep -v ':Expected ' | head -n 2
-		elif [ -n "$crash" ] &&
-			! grep -qE "^ok [0-9]+ global\.$t\$" "$dir/tap"; then
-			# The guest panics on an oops: the test got no verdict.
-			echo "ok $n $name: caught by $t (the kernel crashed while it ran)"
-			echo "$crash" | sed 's/^/# /'
-		else
-			echo "not ok $n $name: $t did not fail"
-			failed=$((failed + 1))
-		fi
+	for prog in $(echo "$expect" | cut -d: -f1 | sort -u); do
+		tests=$(echo "$expect" | sed -n "s/^$prog://p")
+		tap=$dir/$prog.tap
+		# Only the tests the patch names: each must fail.
+		./scripts/run-guest.sh "break-$name" "/boot/vmlinuz-$KVER_612" \
+			"$dir/initrd.gz" race 0 900 "loop.prog=$prog" \
+			"loop.test=$(echo $tests | tr ' ' ,)" \
+			</dev/null | tr -d '\r' > "$tap"
+		for t in $tests; do
+			n=$((n + 1))
+			# Kernel crash lines printed since the test started.
+			crash=$(sed -n "/RUN  *[a-z_.]*\.$t /,\$p" "$tap" |
+				grep -E '\] (BUG|Oops|RIP|Kernel panic|general protection|INFO: task)' |
+				head -n 2)
+			if grep -qE "^not ok [0-9]+ [a-z_.]*\.$t\$" "$tap"; then
+				echo "ok $n $name: caught by $prog $t"
+				# What the test reported: its own log lines.
+				sed -n "/RUN  *[a-z_.]*\.$t /,/[a-z_.]*\.$t\$/p" "$tap" |
+					grep -E "^# $prog.c:[0-9]+:$t:" |
+					grep -v ':Expected ' | head -n 2
+			elif [ -n "$crash" ] &&
+				! grep -qE "^ok [0-9]+ [a-z_.]*\.$t\$" "$tap"; then
+				# The guest panics on an oops: the test got no verdict.
+				echo "ok $n $name: caught by $prog $t (the kernel crashed or hung while it ran)"
+				echo "$crash" | sed 's/^/# /'
+			else
+				echo "not ok $n $name: $prog $t did not fail"
+				failed=$((failed + 1))
+			fi
+		done
 	done
 done
 echo "$((n - failed)) passed, $failed failed"

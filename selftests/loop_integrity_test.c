@@ -163,7 +163,7 @@ static void writer(struct shared *sh, int n, int id, bool direct, bool dosync)
 TEST_F_TIMEOUT(integ, acknowledged_writes_survive_detach, 600)
 {
 	unsigned char *data = malloc(4 * NBLK * BLK);
-	double end = lt_now() + 8;
+	double end = lt_deadline(8);
 	long verified = 0, acks;
 	int round, i, fd, status;
 	pid_t pid[WRITERS];

@@ -12,6 +12,10 @@
 
 #include "kselftest_harness.h"
 
+/* The cgroup test waits for removed cgroups to be freed (debug kernels). */
+#undef TEST_TIMEOUT_DEFAULT
+#define TEST_TIMEOUT_DEFAULT 180
+
 #define MiB (1024 * 1024)
 #define DEV_SIZE (16 * MiB)
 
@@ -245,6 +249,118 @@ TEST_F(io, writers_in_two_cgroups)
 		memset(self->expect + (size_t)i * (DEV_SIZE / 2),
 		       0x20 + i * 16 + 39 % 16, 8 * 65536);
 	ASSERT_EQ(0, backing_matches(self->file, self->expect, 0));
+}
+
+/* nr_dying_descendants of the root cgroup, or -1. */
+static long dying_cgroups(void)
+{
+	char line[128];
+	long n = -1;
+	FILE *f = fopen("/sys/fs/cgroup/cgroup.stat", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "nr_dying_descendants %ld", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/*
+ * Direct I/O at a deep queue from two cgroups at once, then the cgroups
+ * removed. The worker used to read a request's cgroup pointers again after
+ * issuing it asynchronously, when the request may already have completed
+ * and its tag been reused by the next ->queue_rq, from the other cgroup:
+ * one memory cgroup's reference put twice (a refcount warning once it is
+ * removed), the other's leaked (it never goes away). Afterwards the
+ * removed cgroups must be freed: nr_dying_descendants of the root returns
+ * to what it was. Over a file on a real block device (the scratch ext4),
+ * where direct I/O completes asynchronously.
+ */
+TEST(direct_io_from_two_cgroups_frees_the_cgroups)
+{
+	static const char * const groups[] = { "/sys/fs/cgroup/loop-dio-a",
+					       "/sys/fs/cgroup/loop-dio-b" };
+	struct loop_info64 info;
+	char *file, dev[32];
+	long before, now = -1;
+	pid_t pid[2];
+	int n, fd, i, status;
+
+	mkdir("/sys/fs/cgroup", 0755);
+	if (access("/sys/fs/cgroup/cgroup.subtree_control", F_OK))
+		mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, NULL);
+	if (lt_write_str("/sys/fs/cgroup/cgroup.subtree_control",
+			 "+io +memory"))
+		SKIP(return, "no cgroup2 io and memory controllers");
+	if (access("/usr/bin/fio", X_OK))
+		SKIP(return, "no fio");
+	file = lt_make_file("diocg", 64 * MiB, 0);
+	ASSERT_NE(NULL, file);
+	n = lt_get_free();
+	ASSERT_LE(0, n);
+	fd = lt_open_dev(n, O_RDWR);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, lt_configure(fd, file, O_RDWR, LO_FLAGS_DIRECT_IO,
+				  0, 0, 0));
+	ASSERT_EQ(0, ioctl(fd, LOOP_GET_STATUS64, &info));
+	if (!(info.lo_flags & LO_FLAGS_DIRECT_IO))
+		SKIP(goto out, "no direct I/O to %s", lt_dir());
+	before = dying_cgroups();
+	ASSERT_LE(0, before);
+	snprintf(dev, sizeof(dev), "--filename=/dev/loop%d", n);
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, mkdir(groups[i], 0755));
+		pid[i] = fork();
+		ASSERT_LE(0, pid[i]);
+		if (pid[i] == 0) {
+			char path[128], pidstr[16], offset[32];
+
+			snprintf(path, sizeof(path), "%s/cgroup.procs",
+				 groups[i]);
+			snprintf(pidstr, sizeof(pidstr), "%d", getpid());
+			if (lt_write_str(path, pidstr))
+				_exit(100);
+			snprintf(offset, sizeof(offset), "--offset=%dm", i * 32);
+			execl("/usr/bin/fio", "fio", "--name=dio", dev, offset,
+			      "--size=32m", "--direct=1", "--ioengine=libaio",
+			      "--iodepth=32", "--rw=randrw", "--bs=4k",
+			      "--time_based", "--runtime=6", "--numjobs=2",
+			      "--eta=never", "--output=/dev/null", NULL);
+			_exit(101);
+		}
+	}
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(pid[i], waitpid(pid[i], &status, 0));
+		ASSERT_TRUE(WIFEXITED(status));
+		EXPECT_EQ(0, WEXITSTATUS(status)) {
+			TH_LOG("fio in %s: exit %d", groups[i],
+			       WEXITSTATUS(status));
+		}
+	}
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(0, rmdir(groups[i]));
+	ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
+	close(fd);
+	fd = -1;
+	lt_write_str("/proc/sys/vm/drop_caches", "3");
+	for (i = 0; i < 200; i++) {
+		now = dying_cgroups();
+		if (now <= before)
+			break;
+		usleep(100000);
+	}
+	ASSERT_GE(before, now) {
+		TH_LOG("%ld removed cgroups still not freed after 20 s (%ld before)",
+		       now - before, before);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	lt_release(n);
+	unlink(file);
+	free(file);
 }
 
 TEST_HARNESS_MAIN

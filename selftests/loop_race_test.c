@@ -29,38 +29,6 @@
 
 #define MiB (1024 * 1024)
 
-/* Attach @path to a free device with @flags; returns the open device fd. */
-static int attach_free(const char *path, __u32 flags, int *np)
-{
-	for (int tries = 0; tries < 100; tries++) {
-		int n = lt_get_free();
-		int fd, err;
-
-		if (n < 0)
-			return n;
-		fd = lt_open_dev(n, O_RDWR);
-		if (fd < 0)
-			return -errno;
-		err = lt_configure(fd, path, O_RDWR, flags, 0, 0, 0);
-		if (!err) {
-			*np = n;
-			return fd;
-		}
-		close(fd);
-		if (err != -EBUSY)
-			return err;
-		/* Another attacher won the device: ask again. */
-	}
-	return -EBUSY;
-}
-
-static int run(const char *cmd)
-{
-	int status = system(cmd);
-
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /*
  * The 2021 asynchronous autoclear bug (xfstests xfs/049): umount() of an
  * ext4 image mounted through an autoclear loop device returned before the
@@ -73,13 +41,13 @@ TEST(umount_chain_releases_backing_file_before_return)
 	char upper_dir[] = "/tmp/race-upper-XXXXXX";
 	char *lower = lt_make_file("lower", 0, 0);
 	char upper[256], cmd[512], dev[64];
-	double end = lt_now() + 60;
+	double end = lt_deadline(60);
 	int round, rounds = 0;
 
 	ASSERT_NE(NULL, lower);
 	ASSERT_EQ(0, truncate(lower, 64 * MiB));
 	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s >/dev/null 2>&1", lower);
-	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, lt_run(cmd));
 	ASSERT_NE(NULL, mkdtemp(lower_dir));
 	ASSERT_NE(NULL, mkdtemp(upper_dir));
 	snprintf(upper, sizeof(upper), "%s/upper.img", lower_dir);
@@ -88,7 +56,7 @@ TEST(umount_chain_releases_backing_file_before_return)
 		int lfd, ufd, ln, un;
 
 		/* Lower: an ext4 image on a loop device, mounted. */
-		lfd = attach_free(lower, LO_FLAGS_AUTOCLEAR, &ln);
+		lfd = lt_attach_free(lower, LO_FLAGS_AUTOCLEAR, &ln);
 		ASSERT_LE(0, lfd);
 		snprintf(dev, sizeof(dev), "/dev/loop%d", ln);
 		ASSERT_EQ(0, mount(dev, lower_dir, "ext4", 0, NULL)) {
@@ -104,11 +72,11 @@ TEST(umount_chain_releases_backing_file_before_return)
 			close(fd);
 			snprintf(cmd, sizeof(cmd),
 				 "mkfs.ext4 -q -F %s >/dev/null 2>&1", upper);
-			ASSERT_EQ(0, run(cmd));
+			ASSERT_EQ(0, lt_run(cmd));
 		}
 
 		/* Upper: an image inside the lower filesystem, mounted. */
-		ufd = attach_free(upper, LO_FLAGS_AUTOCLEAR, &un);
+		ufd = lt_attach_free(upper, LO_FLAGS_AUTOCLEAR, &un);
 		ASSERT_LE(0, ufd);
 		snprintf(dev, sizeof(dev), "/dev/loop%d", un);
 		ASSERT_EQ(0, mount(dev, upper_dir, "ext4", 0, NULL));
@@ -138,7 +106,7 @@ TEST(umount_chain_releases_backing_file_before_return)
 TEST(reattach_after_autoclear_close_never_ebusy)
 {
 	char *file = lt_make_file("reuse", 4 * MiB, 0);
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	int n = lt_get_free(), i, fd = -1;
 
 	ASSERT_NE(NULL, file);
@@ -195,7 +163,7 @@ TEST(clr_fd_and_last_close_vs_blkid_like_opener)
 {
 	char *file = lt_make_file("probe", 4 * MiB, 0x42);
 	struct prober p = { .n = 0 };
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	unsigned long used = 0;
 	struct loop_info64 info;
 	pthread_t thr;
@@ -340,9 +308,9 @@ TEST(clr_fd_on_mounted_device_detaches_at_umount)
 	ASSERT_NE(NULL, img);
 	ASSERT_EQ(0, truncate(img, 32 * MiB));
 	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s >/dev/null 2>&1", img);
-	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, lt_run(cmd));
 	ASSERT_NE(NULL, mkdtemp(mnt));
-	fd = attach_free(img, 0, &n);
+	fd = lt_attach_free(img, 0, &n);
 	ASSERT_LE(0, fd);
 	snprintf(dev, sizeof(dev), "/dev/loop%d", n);
 	ASSERT_EQ(0, mount(dev, mnt, "ext4", 0, NULL));
@@ -373,7 +341,7 @@ TEST(no_partition_survives_into_next_attachment)
 {
 	char *parted = lt_make_file("parted", 8 * MiB, 0);
 	char *plain = lt_make_file("plain", 8 * MiB, 0);
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	char cmd[512], part[64];
 	int round;
 
@@ -382,11 +350,11 @@ TEST(no_partition_survives_into_next_attachment)
 	snprintf(cmd, sizeof(cmd),
 		 "printf 'label: dos\\n,2M\\n,2M\\n' | /usr/sbin/sfdisk -q %s >/dev/null 2>&1",
 		 parted);
-	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, lt_run(cmd));
 	for (round = 0; round < 20 && lt_now() < end; round++) {
 		int fd, pfd, n;
 
-		fd = attach_free(parted, LO_FLAGS_PARTSCAN, &n);
+		fd = lt_attach_free(parted, LO_FLAGS_PARTSCAN, &n);
 		ASSERT_LE(0, fd);
 		snprintf(part, sizeof(part), "/dev/loop%dp1", n);
 		pfd = open(part, O_RDONLY);
@@ -437,13 +405,13 @@ TEST(autoclear_delete_leaves_no_device)
 {
 	char *file = lt_make_file("short", 1 * MiB, 0);
 	int before = count_loop_devices(), i, rounds = 0;
-	double end = lt_now() + 45;
+	double end = lt_deadline(45);
 
 	ASSERT_NE(NULL, file);
 	for (i = 0; i < 1000 && lt_now() < end; i++) {
 		int n, fd;
 
-		fd = attach_free(file, LO_FLAGS_AUTOCLEAR |
+		fd = lt_attach_free(file, LO_FLAGS_AUTOCLEAR |
 				 LO_FLAGS_AUTOCLEAR_DELETE, &n);
 		ASSERT_LE(0, fd) {
 			TH_LOG("round %d: attach: %s", i, strerror(-fd));
@@ -472,7 +440,7 @@ TEST(autoclear_delete_vs_prober_leaves_no_device)
 	char *file = lt_make_file("short", 1 * MiB, 0);
 	int before = count_loop_devices(), i, rounds = 0;
 	struct prober p = { .n = 0 };
-	double end = lt_now() + 20;
+	double end = lt_deadline(20);
 	pthread_t thr;
 
 	ASSERT_NE(NULL, file);
@@ -481,7 +449,7 @@ TEST(autoclear_delete_vs_prober_leaves_no_device)
 		long iter0;
 		int n, fd;
 
-		fd = attach_free(file, LO_FLAGS_AUTOCLEAR |
+		fd = lt_attach_free(file, LO_FLAGS_AUTOCLEAR |
 				 LO_FLAGS_AUTOCLEAR_DELETE, &n);
 		ASSERT_LE(0, fd) {
 			TH_LOG("round %d: attach: %s", i, strerror(-fd));
@@ -573,7 +541,7 @@ TEST(stacked_configure_vs_clear_and_reattach)
 	struct attach_clear a = { .file = file };
 	long stacked = 0, refused = 0;
 	struct loop_info64 info;
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	char buf[4096] __attribute__((aligned(4096))), want[4096];
 	pthread_t thr;
 	int i;
@@ -694,7 +662,7 @@ TEST(stacked_cycle_by_concurrent_change_fd_is_refused)
 	char *fb = lt_make_file("cycb", 1 * MiB, 0x22);
 	int na = lt_ctl(LOOP_CTL_ADD, -1), nb = lt_ctl(LOOP_CTL_ADD, -1);
 	long one = 0, none = 0;
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	pthread_barrier_t start;
 	char buf[4096];
 	int fda, fdb, i;
@@ -915,7 +883,7 @@ TEST(loop_control_from_many_threads_vs_attach_detach)
 	int before = count_loop_devices(), i, n, fd;
 	pthread_t thr[CTL_ATTACHERS + 1];
 	struct loop_info64 info;
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 
 	ASSERT_NE(NULL, sh);
 	ASSERT_NE(NULL, file);
@@ -946,7 +914,11 @@ TEST(loop_control_from_many_threads_vs_attach_detach)
 		fd = lt_open_dev(n, O_RDONLY);
 		ASSERT_LE(0, fd);
 		ASSERT_NE(0, ioctl(fd, LOOP_GET_STATUS64, &info)) {
-			TH_LOG("loop%d is still bound", n);
+			char back[256] = "";
+
+			lt_sysfs(n, "loop/backing_file", back, sizeof(back));
+			TH_LOG("loop%d is still bound: %s, flags 0x%x", n, back,
+			       info.lo_flags);
 		}
 		close(fd);
 		if (n >= 8)
@@ -1066,7 +1038,7 @@ TEST(writes_acknowledged_before_detach_are_in_the_file)
 	struct det_writer w[DET_WRITERS];
 	unsigned long snap[DET_BLOCKS];
 	__u64 *data = malloc(2 * DET_BLOCKS * 4096);
-	double end = lt_now() + 60;
+	double end = lt_deadline(60);
 	long verified = 0, late_errors = 0;
 	int round, n, b, i, fd;
 	unsigned char *buf;
@@ -1274,7 +1246,7 @@ TEST(clr_fd_waits_for_reads_in_flight_through_its_own_open)
 	struct drn_shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 				     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	char *file = drn_make_file();
-	double end = lt_now() + 30;
+	double end = lt_deadline(30);
 	long spanning = 0, reads = 0;
 	int round, n, fd, status;
 
@@ -1326,6 +1298,137 @@ TEST(clr_fd_waits_for_reads_in_flight_through_its_own_open)
 	unlink(file);
 	free(file);
 	munmap(sh, sizeof(*sh));
+}
+
+/*
+ * Queue limits against a queue freeze (6.12): the configuration ioctls
+ * froze the queue and then took q->limits_lock, while 6.12's sysfs queue
+ * attributes take limits_lock and then freeze; and the I/O worker took
+ * limits_lock to stop advertising write-zeroes after the backing file
+ * refused it (tmpfs refuses FALLOC_FL_ZERO_RANGE), while a freeze waited
+ * for that very request: with a concurrent write to max_sectors_kb, a
+ * deadlock. Threads write max_sectors_kb, switch the block size (which
+ * advertises write-zeroes again) and direct I/O, and zero out and discard
+ * ranges, for a bounded time: every thread must keep making progress, and
+ * lockdep must stay quiet on the debug kernel.
+ */
+struct limits_race {
+	int n, fd;
+	volatile int stop;
+	_Atomic long sysfs, ioctls, zeroes;
+	int err;
+};
+
+static void *limits_sysfs_loop(void *arg)
+{
+	struct limits_race *lr = arg;
+	char path[96];
+
+	snprintf(path, sizeof(path), "/sys/block/loop%d/queue/max_sectors_kb",
+		 lr->n);
+	while (!lr->stop) {
+		int err = lt_write_str(path, atomic_load(&lr->sysfs) & 1 ?
+				       "64" : "128");
+
+		if (err) {
+			lr->err = -err;
+			break;
+		}
+		atomic_fetch_add(&lr->sysfs, 1);
+	}
+	return NULL;
+}
+
+static void *limits_ioctl_loop(void *arg)
+{
+	struct limits_race *lr = arg;
+
+	while (!lr->stop) {
+		long i = atomic_load(&lr->ioctls);
+
+		if (ioctl(lr->fd, LOOP_SET_BLOCK_SIZE, i & 1 ? 4096 : 512)) {
+			lr->err = errno;
+			break;
+		}
+		/* EINVAL where the backing file has no direct I/O (6.1). */
+		if (ioctl(lr->fd, LOOP_SET_DIRECT_IO, (i >> 1) & 1) &&
+		    errno != EINVAL) {
+			lr->err = errno;
+			break;
+		}
+		atomic_fetch_add(&lr->ioctls, 1);
+		/*
+		 * LOOP_SET_BLOCK_SIZE claims the device, and so do BLKZEROOUT
+		 * and BLKDISCARD: back to back, the claims would starve them.
+		 */
+		usleep(1000);
+	}
+	return NULL;
+}
+
+static void *limits_zero_loop(void *arg)
+{
+	struct limits_race *lr = arg;
+
+	while (!lr->stop) {
+		__u64 range[2] = { (atomic_load(&lr->zeroes) % 64) * 65536,
+				   65536 };
+
+		/* Refused ranges fall back or fail: only progress counts. */
+		if (ioctl(lr->fd, BLKZEROOUT, range) && errno != EOPNOTSUPP &&
+		    errno != EINVAL)
+			range[0] = 0;
+		if (ioctl(lr->fd, BLKDISCARD, range))
+			range[1] = 0;
+		atomic_fetch_add(&lr->zeroes, 1);
+	}
+	return NULL;
+}
+
+TEST(limits_update_vs_queue_freeze_never_deadlocks)
+{
+	char file[] = "/tmp/limits-race.img";
+	struct limits_race lr = { .fd = -1 };
+	pthread_t thr[3];
+	double end = lt_deadline(20);
+	long s0, i0, z0;
+
+	/* On tmpfs: punch hole yes, zero range no (EOPNOTSUPP). */
+	ASSERT_EQ(0, close(open(file, O_RDWR | O_CREAT | O_TRUNC, 0600)));
+	ASSERT_EQ(0, truncate(file, 4 * MiB));
+	lr.fd = lt_attach_free(file, 0, &lr.n);
+	ASSERT_LE(0, lr.fd);
+	ASSERT_EQ(0, pthread_create(&thr[0], NULL, limits_sysfs_loop, &lr));
+	ASSERT_EQ(0, pthread_create(&thr[1], NULL, limits_ioctl_loop, &lr));
+	ASSERT_EQ(0, pthread_create(&thr[2], NULL, limits_zero_loop, &lr));
+	while (lt_now() < end && !lr.err) {
+		s0 = atomic_load(&lr.sysfs);
+		i0 = atomic_load(&lr.ioctls);
+		z0 = atomic_load(&lr.zeroes);
+		sleep(5);
+		/* Every thread moved in the last 5 s: nobody is stuck. */
+		ASSERT_TRUE(atomic_load(&lr.sysfs) > s0 &&
+			    atomic_load(&lr.ioctls) > i0 &&
+			    atomic_load(&lr.zeroes) > z0) {
+			TH_LOG("stuck: %ld sysfs writes, %ld ioctl rounds, %ld zeroout rounds in 5 s",
+			       atomic_load(&lr.sysfs) - s0,
+			       atomic_load(&lr.ioctls) - i0,
+			       atomic_load(&lr.zeroes) - z0);
+		}
+	}
+	lr.stop = 1;
+	for (int i = 0; i < 3; i++)
+		pthread_join(thr[i], NULL);
+	ASSERT_EQ(0, lr.err) {
+		TH_LOG("%s", strerror(lr.err));
+	}
+	TH_LOG("%ld sysfs writes, %ld ioctl rounds, %ld zeroout rounds",
+	       atomic_load(&lr.sysfs), atomic_load(&lr.ioctls),
+	       atomic_load(&lr.zeroes));
+	ASSERT_EQ(0, ioctl(lr.fd, LOOP_CLR_FD));
+	close(lr.fd);
+	lt_ctl(LOOP_CTL_REMOVE, lr.n);
+	unlink(file);
 }
 
 /*
@@ -1403,7 +1506,7 @@ TEST(module_unload_waits_for_pending_teardown)
 	char *file = lt_make_file("unload", DET_BLOCKS * 4096, 0);
 	__u64 *data = malloc(DET_BLOCKS * 4096);
 	int round, overlapped = 0, refused = 0;
-	double end = lt_now() + 120;
+	double end = lt_deadline(120);
 
 	if (!module)
 		SKIP(return, "LOOP_MODULE (path of our loop.ko) is not set");

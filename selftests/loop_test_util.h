@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/fs.h>
@@ -34,8 +35,12 @@ static inline const char *lt_dir(void)
 	return d && *d ? d : "/tmp";
 }
 
-/* Create a backing file of @size bytes filled with @fill; returns path. */
-static inline char *lt_make_file(const char *tag, off_t size, int fill)
+/*
+ * Create a backing file of @size bytes filled with @fill in directory @dir;
+ * returns its path (to free), or NULL.
+ */
+static inline char *lt_make_file_at(const char *dir, const char *tag,
+				    off_t size, int fill)
 {
 	static int seq;
 	char *path;
@@ -43,7 +48,7 @@ static inline char *lt_make_file(const char *tag, off_t size, int fill)
 	off_t done = 0;
 	int fd;
 
-	if (asprintf(&path, "%s/lt-%s-%d-%d.img", lt_dir(), tag, getpid(),
+	if (asprintf(&path, "%s/lt-%s-%d-%d.img", dir, tag, getpid(),
 		     seq++) < 0)
 		return NULL;
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -61,6 +66,12 @@ static inline char *lt_make_file(const char *tag, off_t size, int fill)
 	}
 	close(fd);
 	return path;
+}
+
+/* Create a backing file of @size bytes filled with @fill; returns path. */
+static inline char *lt_make_file(const char *tag, off_t size, int fill)
+{
+	return lt_make_file_at(lt_dir(), tag, size, fill);
 }
 
 /*
@@ -128,6 +139,20 @@ static inline double lt_now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/*
+ * The end of a test's time bound of @seconds, scaled by LOOP_TIME_SCALE
+ * (make check shortens the bounds on some guests; rounds are bounded by
+ * count as well).
+ */
+static inline double lt_deadline(double seconds)
+{
+	const char *scale = getenv("LOOP_TIME_SCALE");
+
+	if (scale && atof(scale) > 0)
+		seconds *= atof(scale);
+	return lt_now() + seconds;
+}
+
 /* Write the string @val to the file @path: 0 or -errno. */
 static inline int lt_write_str(const char *path, const char *val)
 {
@@ -178,6 +203,50 @@ static inline int lt_configure(int devfd, const char *path, int open_flags,
 	return ret;
 }
 
+/* Run a shell command; its exit status, or -1 if it did not exit. */
+static inline int lt_run(const char *cmd)
+{
+	int status = system(cmd);
+
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*
+ * Attach @path (opened with @open_flags) at @offset to a free device with
+ * @flags, as losetup -f does: LOOP_CTL_GET_FREE, open, LOOP_CONFIGURE, and
+ * again on EBUSY (another attacher won the device). Returns the open
+ * device's fd and its number in @np, or -errno.
+ */
+static inline int lt_attach_free_at(const char *path, int open_flags,
+				    __u32 flags, __u64 offset, int *np)
+{
+	*np = -1;
+	for (int tries = 0; tries < 100; tries++) {
+		int n = lt_get_free();
+		int fd, err;
+
+		if (n < 0)
+			return n;
+		fd = lt_open_dev(n, O_RDWR);
+		if (fd < 0)
+			return -errno;
+		err = lt_configure(fd, path, open_flags, flags, offset, 0, 0);
+		if (!err) {
+			*np = n;
+			return fd;
+		}
+		close(fd);
+		if (err != -EBUSY)
+			return err;
+	}
+	return -EBUSY;
+}
+
+static inline int lt_attach_free(const char *path, __u32 flags, int *np)
+{
+	return lt_attach_free_at(path, O_RDWR, flags, 0, np);
+}
+
 /* Read /sys/block/loopN/<attr> into @buf, trailing newline removed. */
 static inline int lt_sysfs(int n, const char *attr, char *buf, size_t len)
 {
@@ -223,6 +292,50 @@ static inline long long lt_size(int fd)
 	if (ioctl(fd, BLKGETSIZE64, &size) < 0)
 		return -errno;
 	return size;
+}
+
+/* "0" for 0, else the errno's name ("EINVAL"); @e may be negative. */
+static inline const char *lt_errname(int e)
+{
+	static char buf[16];
+	const char *name;
+
+	if (e < 0)
+		e = -e;
+	if (!e)
+		return "0";
+	name = strerrorname_np(e);
+	if (name)
+		return name;
+	snprintf(buf, sizeof(buf), "%d", e);
+	return buf;
+}
+
+/* A new device (LOOP_CTL_ADD, any free number): its number or -errno. */
+static inline int lt_add_dev(void)
+{
+	return lt_ctl(LOOP_CTL_ADD, -1);
+}
+
+/*
+ * Detach device @n and remove it, waiting up to a second for a teardown
+ * that the last close started: 0 or -errno of LOOP_CTL_REMOVE.
+ */
+static inline int lt_remove_dev(int n)
+{
+	int fd = lt_open_dev(n, O_RDWR), ret, try;
+
+	if (fd >= 0) {
+		ioctl(fd, LOOP_CLR_FD);
+		close(fd);
+	}
+	for (try = 0; try < 100; try++) {
+		ret = lt_ctl(LOOP_CTL_REMOVE, n);
+		if (ret != -EBUSY)
+			break;
+		usleep(10000);
+	}
+	return ret;
 }
 
 /* Best-effort cleanup of device @n: detach and remove it. */

@@ -28,30 +28,38 @@
  *   LO_BOUND	a backing file serves I/O. Only LOOP_CLR_FD (under
  *		loop_validate_mutex) or the last close of an autoclear device
  *		(in ->release, under disk->open_mutex) moves it on.
- *   LO_RUNDOWN	the teardown is scheduled or running. Only the teardown
- *		moves the device on, to LO_UNBOUND. Attach and LOOP_CTL_REMOVE
- *		wait for that (killably); LOOP_CTL_GET_FREE skips the device.
+ *   LO_RUNDOWN	the teardown is scheduled or running. Entered under
+ *		disk->open_mutex, which also drops every partition then.
+ *		Only the teardown moves the device on. Attach and
+ *		LOOP_CTL_REMOVE wait for that (killably); LOOP_CTL_GET_FREE
+ *		skips the device; exclusive opens (a mount) are refused.
  *   LO_DELETING the device is being removed; nothing may use it any more.
  *		Openers may still hold it (autoclear-delete removes a device
- *		that a prober opened): every ioctl refuses it.
+ *		that a prober opened): opens and every ioctl refuse it.
  *
  * Lock order (outermost first)
  * ----------------------------
  *
- *   loop_ctl_mutex		(loop_main.c)
+ *   loop_ctl_mutex		(loop_main.c; also taken alone)
  *     loop_validate_mutex	(loop_lifecycle.c)
  *       lo->lo_mutex
+ *         q->limits_lock	(6.12: queue_limits_start_update())
+ *           queue freeze	(lockdep tracks it as a lock)
  *         disk->open_mutex	(block layer: LOOP_CLR_FD, partition scans)
- *         queue freeze		(lockdep tracks it as a lock)
  *           lo->lo_state_lock	(spinlock, innermost)
  *
+ * limits_lock comes before the freeze because 6.12's sysfs queue
+ * attributes take it first and then freeze; the I/O path never takes it
+ * (a freeze waits for requests in the driver).
+ *
  * The block layer calls ->open and ->release with disk->open_mutex held;
- * they take lo_state_lock only. The teardown takes lo_mutex and under it
- * disk->open_mutex (partitions, openers check), so it never runs under
- * ->release: ->release schedules it instead (see loop_lifecycle.c). It
- * drains I/O without freezing the queue (lo_inflight, loop_io.c).
- * Nothing that can end in ->release of another loop device (fput() of a
- * backing file) runs with any of these locks held.
+ * they take lo_state_lock, and ->release, when it starts a rundown, drops
+ * the partitions (as the block layer's own rescans do under open_mutex).
+ * The teardown takes lo_mutex and under it disk->open_mutex, so it never
+ * runs under ->release: ->release schedules it instead (see
+ * loop_lifecycle.c). It drains I/O without freezing the queue (lo_inflight,
+ * loop_io.c). Nothing that can end in ->release of another loop device
+ * (fput() of a backing file) runs with any of these locks held.
  *
  * The I/O path takes only lo->lo_work_lock (loop_io.c), a spinlock with
  * interrupts off that nests in none of the above and under which nothing
@@ -103,18 +111,24 @@ struct loop_worker {
 /**
  * struct loop_device - one /dev/loopN
  *
- * Fields marked "state" are written under lo_state_lock and, except by
- * ->release (which may not take lo_mutex), under lo_mutex too. Readers
- * hold either; a reader holding only lo_mutex is inside an ioctl on an
- * open device, so ->release cannot run meanwhile. Fields marked
- * "config" are written under lo_mutex while the device is not serving I/O
- * (unbound, its queue frozen, lo_draining set and lo_inflight zero, or
- * nobody has it open and open_mutex is held) and read without locks by
- * the I/O path.
+ * Each field says what protects it:
+ *
+ * "state": lo_state and lo_flags. Written under lo_state_lock, and also
+ *	under lo_mutex except by the two transitions that the block layer's
+ *	disk->open_mutex serialises instead (->release starting a rundown,
+ *	and LOOP_CLR_FD, which holds both). Readers hold lo_state_lock, or
+ *	lo_mutex while the device is bound and they have it open (so no last
+ *	close can run), or read lockless with READ_ONCE() where a stale value
+ *	is harmless (the I/O path, LOOP_CTL_GET_FREE: see there).
+ * "config": the binding (backing file, offset, size limit, name, direct
+ *	I/O). Written under lo_mutex, and only while no request is in the
+ *	driver: the device unbound, or its queue frozen, or its I/O drained
+ *	(lo_draining set, lo_inflight zero). So the I/O path reads them
+ *	without locks for every request it accepted.
  */
 struct loop_device {
 	int			lo_number;	/* fixed at creation */
-	/* Protects "state" fields together with lo_mutex; see above. */
+	/* Protects "state" fields (see above). */
 	spinlock_t		lo_state_lock;
 
 	/* Serialises configuration changes of this device. */
@@ -135,9 +149,10 @@ struct loop_device {
 	spinlock_t		lo_work_lock;
 
 	/*
-	 * The teardown, when it runs as task work of the last closer or, if
-	 * that cannot be, on a workqueue: one or the other, once per
-	 * rundown, each initialised when it is scheduled.
+	 * The teardown scheduled by ->release: task work of the last closer,
+	 * or, if that cannot be, a work item on loop_rundown_wq. One or the
+	 * other, once per rundown, set up when it is scheduled: they share
+	 * storage (the device fits in 512 bytes).
 	 */
 	union {
 		struct work_struct	lo_rundown_work;
@@ -151,7 +166,7 @@ struct loop_device {
 	 * Requests between ->queue_rq and their completion, and the flag
 	 * that makes ->queue_rq fail new ones while the teardown waits for
 	 * the count to reach zero: a drain without freezing the queue (see
-	 * loop_drain_io()).
+	 * loop_drain_io()). Barriers, no lock.
 	 */
 	atomic_t		lo_inflight;
 	bool			lo_draining;
@@ -161,11 +176,31 @@ struct loop_device {
 	bool			lo_sysfs_inited;
 	/* Visible to LOOP_CTL_GET_FREE and LOOP_CTL_REMOVE: loop_ctl_mutex. */
 	bool			lo_idr_visible;
+	/* Deleted and out of the idr: loop_ctl_mutex; lo_state_wq wakes. */
+	bool			lo_removed;
+	/*
+	 * LOOP_LIMITS_*: limits the I/O path found the backing file cannot
+	 * honour, to be withdrawn by loop_limits_work (it may not take
+	 * limits_lock itself). Atomic bit operations; cleared under lo_mutex
+	 * when the device is unbound.
+	 */
+	unsigned long		lo_limits_pending;
 
 	struct blk_mq_tag_set	lo_tag_set;
 	struct gendisk		*lo_disk;
-	struct request_queue	*lo_queue;
 };
+
+/* lo_limits_pending bits. */
+enum {
+	LOOP_LIMITS_NO_DISCARD,		/* fallocate refused punch hole */
+	LOOP_LIMITS_NO_ZEROES,		/* fallocate refused zero range */
+};
+
+/* The request queue of @lo. */
+static inline struct request_queue *loop_queue(struct loop_device *lo)
+{
+	return lo->lo_disk->queue;
+}
 
 /**
  * struct loop_cmd - per-request data, allocated by blk-mq with the request
@@ -177,8 +212,10 @@ struct loop_device {
  * @ret:	result: bytes transferred or negative errno
  * @iocb:	the read or write on the backing file
  * @bvec:	bvec array for requests of several bios, else NULL
- * @blkcg_css:	cgroup the I/O is charged to, with a reference, or NULL
- * @memcg_css:	memory cgroup for page cache charges, with a reference, or NULL
+ * @blkcg_css:	block cgroup of the request's first bio, or NULL; no
+ *		reference of ours: the bio holds one while the request lives
+ * @memcg_css:	memory cgroup for page cache charges, with a reference
+ *		(dropped by the worker once the request is issued), or NULL
  */
 struct loop_cmd {
 	struct list_head		node;
@@ -196,8 +233,10 @@ struct loop_cmd {
 extern int loop_part_shift;
 extern int loop_hw_queue_depth;
 int loop_control_remove_device(struct loop_device *lo);
-bool loop_claim_device(struct loop_device *lo);
+void loop_hide_device(struct loop_device *lo);
 void loop_remove(struct loop_device *lo);
+void loop_withdraw_limits_later(void);
+bool loop_is_our_disk(struct gendisk *disk);
 
 /* loop_lifecycle.c */
 int loop_configure(struct loop_device *lo, loop_mode_t mode,
@@ -208,11 +247,15 @@ int loop_clr_fd(struct loop_device *lo, struct block_device *bdev);
 void loop_release_last(struct loop_device *lo);
 int loop_wait_rundown(struct loop_device *lo);
 void loop_set_state(struct loop_device *lo, enum loop_state state);
+void loop_set_flags(struct loop_device *lo, u32 flags);
 loff_t loop_backing_size(loff_t offset, loff_t sizelimit, struct file *file);
-void loop_update_dio(struct loop_device *lo, bool want_dio);
-int loop_update_limits(struct loop_device *lo, unsigned int bsize);
+bool loop_dio_possible(struct file *file, unsigned int lbs, loff_t offset);
+void loop_set_dio(struct loop_device *lo, bool use_dio);
+int loop_compute_limits(struct file *file, unsigned int bsize, bool want_dio,
+			bool read_only, struct loop_limits *ll);
 void loop_reread_partitions(struct loop_device *lo);
 void loop_set_size(struct loop_device *lo, loff_t sectors);
+void loop_announce_size(struct loop_device *lo, sector_t old, sector_t size);
 int loop_check_info(const struct loop_info64 *info);
 void loop_apply_info(struct loop_device *lo, const struct loop_info64 *info);
 int loop_lifecycle_init(void);

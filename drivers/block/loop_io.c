@@ -13,19 +13,22 @@
  *
  * Flush is fsync of the backing file; discard and write-zeroes are
  * fallocate (punch hole or zero range). A short transfer that made progress
- * is requeued for the rest; one that made none fails the request.
+ * is requeued for the rest; one that made none fails the request. Errors
+ * of reads and writes keep their errno where the block layer has a status
+ * for it; those of flush, discard and write-zeroes become EIO, except
+ * EOPNOTSUPP (as stock).
  *
  * The I/O is charged to the submitter's block and memory cgroups: the
  * worker adopts the cgroups of the request's first bio while it works.
  *
- * Nothing here takes a lifecycle lock. The backing file cannot change
- * under a request: every change to it first waits for all requests to
- * finish, by freezing the queue, or (the teardown, which must not cost
- * the RCU grace period of a freeze) by loop_drain_io(): each request is
- * counted in lo_inflight from ->queue_rq to its completion, and
- * ->queue_rq fails new ones while lo_draining is set. A teardown that
- * finds nobody with the device open needs neither: nothing is in flight
- * (see loop_rundown()).
+ * Nothing here takes a lifecycle lock, nor q->limits_lock (a queue freeze
+ * may be waiting for the request with that lock held: see
+ * loop_fallocate()). The backing file cannot change under a request:
+ * every change to it first waits for all requests to finish, by freezing
+ * the queue, or (the teardown, which must not cost the RCU grace period of
+ * a freeze) by loop_drain_io(): each request is counted in lo_inflight
+ * from ->queue_rq to its completion, and ->queue_rq fails new ones while
+ * lo_draining is set.
  */
 #include <linux/blk-cgroup.h>
 #include <linux/falloc.h>
@@ -131,25 +134,35 @@ static long loop_rw(struct loop_device *lo, struct loop_cmd *cmd, loff_t pos,
 	return ret;
 }
 
-/* Discard or write-zeroes through fallocate. May sleep. */
+/* EOPNOTSUPP stays, any other error becomes EIO (as stock). */
+static long loop_eio(long ret)
+{
+	return ret == -EOPNOTSUPP ? ret : ret ? -EIO : 0;
+}
+
+/*
+ * Discard or write-zeroes through fallocate. A file that refuses the mode
+ * makes the device stop advertising it; not from here, where taking
+ * q->limits_lock could wait for a freeze that waits for this request. May
+ * sleep.
+ */
 static long loop_fallocate(struct loop_device *lo, struct request *rq,
 			   loff_t pos, int mode)
 {
 	struct file *file = lo->lo_backing_file;
-	int ret;
+	int ret, bit;
 
 	if (!file->f_op->fallocate)
 		return -EOPNOTSUPP;
 	ret = file->f_op->fallocate(file, mode | FALLOC_FL_KEEP_SIZE, pos,
 				    blk_rq_bytes(rq));
 	if (ret == -EOPNOTSUPP) {
-		/* Stop advertising what the file cannot do. */
-		loop_disable_discard(lo->lo_queue, mode & FALLOC_FL_ZERO_RANGE);
-		return ret;
+		bit = (mode & FALLOC_FL_ZERO_RANGE) ? LOOP_LIMITS_NO_ZEROES :
+						      LOOP_LIMITS_NO_DISCARD;
+		if (!test_and_set_bit(bit, &lo->lo_limits_pending))
+			loop_withdraw_limits_later();
 	}
-	if (ret && ret != -EINVAL)
-		return -EIO;
-	return ret;
+	return loop_eio(ret);
 }
 
 static long loop_do_request(struct loop_device *lo, struct loop_cmd *cmd)
@@ -158,16 +171,25 @@ static long loop_do_request(struct loop_device *lo, struct loop_cmd *cmd)
 	loff_t pos = ((loff_t)blk_rq_pos(rq) << SECTOR_SHIFT) + lo->lo_offset;
 	int err;
 
+	/*
+	 * Every kind of write (write, discard, write-zeroes), also from an
+	 * in-kernel submitter that skips the block layer's read-only checks:
+	 * a read-only device's file may have been opened read-only, and
+	 * ->fallocate() does not check that. The flag does not change while
+	 * the device is bound; LOOP_SET_STATUS rewrites the word.
+	 */
+	if (op_is_write(req_op(rq)) &&
+	    (READ_ONCE(lo->lo_flags) & LO_FLAGS_READ_ONLY))
+		return -EIO;
+
 	switch (req_op(rq)) {
 	case REQ_OP_READ:
 		return loop_rw(lo, cmd, pos, ITER_DEST);
 	case REQ_OP_WRITE:
-		if (lo->lo_flags & LO_FLAGS_READ_ONLY)
-			return -EIO;
 		return loop_rw(lo, cmd, pos, ITER_SOURCE);
 	case REQ_OP_FLUSH:
 		err = vfs_fsync(lo->lo_backing_file, 0);
-		return err && err != -EINVAL ? -EIO : err;
+		return loop_eio(err);
 	case REQ_OP_DISCARD:
 		return loop_fallocate(lo, rq, pos, FALLOC_FL_PUNCH_HOLE);
 	case REQ_OP_WRITE_ZEROES:
@@ -184,6 +206,13 @@ static long loop_do_request(struct loop_device *lo, struct loop_cmd *cmd)
 /* Run one request in a worker, charged to the cgroups it came from. */
 static void loop_handle_cmd(struct loop_device *lo, struct loop_cmd *cmd)
 {
+	/*
+	 * Read before issuing: once an asynchronous request is issued it may
+	 * complete, and its tag and @cmd be reused by the next ->queue_rq,
+	 * before loop_do_request() returns.
+	 */
+	struct cgroup_subsys_state *blkcg_css = cmd->blkcg_css;
+	struct cgroup_subsys_state *memcg_css = cmd->memcg_css;
 	struct request *rq = blk_mq_rq_from_pdu(cmd);
 	struct mem_cgroup *old_memcg = NULL;
 	unsigned int noio, old_flags;
@@ -194,22 +223,23 @@ static void loop_handle_cmd(struct loop_device *lo, struct loop_cmd *cmd)
 	/* Throttle writeback against the backing file's device only. */
 	old_flags = current->flags;
 	current->flags |= PF_LOCAL_THROTTLE;
-	if (cmd->blkcg_css)
-		kthread_associate_blkcg(cmd->blkcg_css);
+	/* Takes its own reference on the cgroup. */
+	if (blkcg_css)
+		kthread_associate_blkcg(blkcg_css);
 #ifdef CONFIG_MEMCG
-	if (cmd->memcg_css)
-		old_memcg = set_active_memcg(mem_cgroup_from_css(cmd->memcg_css));
+	if (memcg_css)
+		old_memcg = set_active_memcg(mem_cgroup_from_css(memcg_css));
 #endif
 
 	ret = loop_do_request(lo, cmd);
 
 #ifdef CONFIG_MEMCG
-	if (cmd->memcg_css) {
+	if (memcg_css) {
 		set_active_memcg(old_memcg);
-		css_put(cmd->memcg_css);
+		css_put(memcg_css);
 	}
 #endif
-	if (cmd->blkcg_css)
+	if (blkcg_css)
 		kthread_associate_blkcg(NULL);
 	current->flags = (current->flags & ~PF_LOCAL_THROTTLE) |
 			 (old_flags & PF_LOCAL_THROTTLE);
@@ -348,8 +378,9 @@ static void loop_inflight_put(struct loop_device *lo)
 /*
  * Wait for every request in the driver to complete; until loop_end_drain(),
  * ->queue_rq fails new ones. Only the teardown uses it, after setting the
- * capacity to 0: what can still arrive is an empty flush, which would fail
- * anyway once the file is gone. Caller holds lo_mutex. May sleep.
+ * capacity to 0: the block layer then stops new reads and writes itself,
+ * so what can still arrive is an empty flush, which would fail anyway once
+ * the file is gone. Caller holds lo_mutex. May sleep.
  */
 void loop_drain_io(struct loop_device *lo)
 {
@@ -371,26 +402,75 @@ void loop_end_drain(struct loop_device *lo)
 /*
  * A request enters the driver. False if it must fail: a drain is on, or
  * the device is not serving I/O. A device in rundown still serves what its
- * teardown flushes, until the teardown drains and unbinds the file; an
- * empty flush may still come in after that.
+ * teardown writes back, until the teardown drains and unbinds the file.
  */
 static bool loop_inflight_get(struct loop_device *lo)
 {
 	enum loop_state state;
-	bool draining;
 
 	atomic_inc(&lo->lo_inflight);
 	/* Count before looking at the flag: see loop_drain_io(). */
 	smp_mb__after_atomic();
-	state = READ_ONCE(lo->lo_state);
-	/* Pairs with loop_end_drain(): drain over, so the file is unbound. */
-	draining = smp_load_acquire(&lo->lo_draining);
-	if (draining || (state != LO_BOUND && state != LO_RUNDOWN) ||
-	    !lo->lo_backing_file) {
-		loop_inflight_put(lo);
+	/* Pairs with loop_end_drain(): a finished drain comes with its state. */
+	if (smp_load_acquire(&lo->lo_draining))
+		goto refuse;
+	/*
+	 * No drain: the file is bound in both states. After a drain, the
+	 * teardown changed the state before clearing the flag; an attach
+	 * publishes the file with the state (pairs with its
+	 * smp_store_release()).
+	 */
+	state = smp_load_acquire(&lo->lo_state);
+	if (state == LO_BOUND || state == LO_RUNDOWN)
+		return true;
+refuse:
+	loop_inflight_put(lo);
+	return false;
+}
+
+/*
+ * Does @rq reach beyond the device's capacity? The block layer checks a
+ * bio against the capacity before it waits for a frozen queue: a bio
+ * checked against the old size while LOOP_SET_STATUS moved the window
+ * (offset and capacity change together, under the freeze) would reach the
+ * file outside the new window. The capacity is read racily: a request
+ * that a concurrent change admits or refuses is one that raced it. Does
+ * not sleep.
+ */
+static bool loop_rq_beyond_capacity(struct loop_device *lo,
+				    struct request *rq)
+{
+	sector_t capacity;
+
+	/* A flush has no position (6.1 leaves it at -1). */
+	if (!blk_rq_sectors(rq))
 		return false;
+	/* Racy on purpose (see above): no lock orders it with a change. */
+	capacity = data_race(get_capacity(lo->lo_disk));
+	return blk_rq_pos(rq) + blk_rq_sectors(rq) > capacity;
+}
+
+/*
+ * Did @rq come through a partition that is no longer the device's? One
+ * that was being opened when the rundown dropped it can still be opened
+ * (->open does not say which partition is opened); nothing it submits may
+ * reach the backing file, this attachment's or the next one's. Does not
+ * sleep.
+ */
+static bool loop_rq_from_dead_partition(struct loop_device *lo,
+					struct request *rq)
+{
+	struct bio *bio;
+
+	__rq_for_each_bio(bio, rq) {
+		struct block_device *bdev = bio->bi_bdev;
+		u8 partno = loop_bdev_partno(bdev);
+
+		if (partno &&
+		    xa_load(&lo->lo_disk->part_tbl, partno) != bdev)
+			return true;
 	}
-	return true;
+	return false;
 }
 
 static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
@@ -404,7 +484,9 @@ static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
 	/* The rest of a short transfer: still counted, still bound. */
 	if (cmd->requeued)
 		cmd->requeued = false;
-	else if (!loop_inflight_get(lo))
+	else if (unlikely(loop_rq_beyond_capacity(lo, rq) ||
+			  loop_rq_from_dead_partition(lo, rq)) ||
+		 !loop_inflight_get(lo))
 		return BLK_STS_IOERR;
 
 	cmd->use_aio = lo->lo_use_dio &&
@@ -439,8 +521,14 @@ static void loop_complete_rq(struct request *rq)
 		status = errno_to_blk_status(ret);
 	} else if ((req_op(rq) == REQ_OP_READ || req_op(rq) == REQ_OP_WRITE) &&
 		   ret < bytes) {
+		/*
+		 * Short transfer: account what was done, retry the rest. In
+		 * whole sectors: the retry starts at the request's sector,
+		 * which advances by whole sectors only (the bytes of a partial
+		 * one are transferred again).
+		 */
+		ret = round_down(ret, SECTOR_SIZE);
 		if (ret > 0) {
-			/* Short transfer: account what was done, retry rest. */
 			blk_update_request(rq, BLK_STS_OK, ret);
 			/* Stays counted: a drain waits for the rest too. */
 			cmd->requeued = true;
@@ -453,8 +541,14 @@ static void loop_complete_rq(struct request *rq)
 				zero_fill_bio(bio);
 		status = BLK_STS_IOERR;
 	}
-	blk_mq_end_request(rq, status);
+	/*
+	 * Out of the count before the end: once the request has ended, a
+	 * teardown that saw the count reach zero may have deleted the device
+	 * and freed @lo (the queue no longer waits for this request). The
+	 * file is not touched after this point.
+	 */
 	loop_inflight_put(lo);
+	blk_mq_end_request(rq, status);
 }
 
 static int loop_init_request(struct blk_mq_tag_set *set, struct request *rq,

@@ -34,54 +34,83 @@ static int loop_lock_bound(struct loop_device *lo)
 
 /*
  * LOOP_SET_STATUS(64): change offset, size limit, name and the settable
- * flags of a bound device. Unknown flags are ignored, as with stock.
- * May sleep.
+ * flags of a bound device. Unknown flags are ignored, as with stock. A new
+ * offset or size limit is refused (EBUSY) while somebody else has the
+ * device open exclusively, a mounted filesystem most likely: its data would
+ * move under it. Other changes are not (systemd sets LO_FLAGS_AUTOCLEAR on
+ * mounted devices). May sleep.
  */
-static int loop_set_status(struct loop_device *lo,
+static int loop_set_status(struct loop_device *lo, loop_mode_t mode,
+			   struct block_device *bdev,
 			   const struct loop_info64 *info)
 {
 	struct block_device *part0 = lo->lo_disk->part0;
+	bool claimed = false, resize, use_dio;
+	sector_t old_size = 0, size = 0;
 	u32 old_flags, flags;
-	bool resize;
 	int err;
 
 	err = loop_check_info(info);
 	if (err)
 		return err;
+relock:
 	err = loop_lock_bound(lo);
 	if (err)
-		return err;
-
+		goto out_claim;
 	resize = lo->lo_offset != info->lo_offset ||
 		 lo->lo_sizelimit != info->lo_sizelimit;
+	if (resize && !claimed && !(mode & LOOP_MODE_EXCL)) {
+		/* The claim comes before lo_mutex, as in attach. */
+		mutex_unlock(&lo->lo_mutex);
+		err = loop_prepare_to_claim(bdev, loop_set_status);
+		if (err)
+			return err;
+		claimed = true;
+		goto relock;
+	}
+
 	if (resize) {
 		/* Cached blocks are at the old offset: write and drop them. */
 		sync_blockdev(part0);
 		invalidate_bdev(part0);
 	}
-	blk_mq_freeze_queue(lo->lo_queue);
+	/* A new offset may rule direct I/O out (never in: no fsync here). */
+	use_dio = lo->lo_use_dio &&
+		  loop_dio_possible(lo->lo_backing_file,
+				    queue_logical_block_size(loop_queue(lo)),
+				    info->lo_offset);
 	old_flags = lo->lo_flags;
 	flags = info->lo_flags & LOOP_SET_STATUS_SETTABLE_FLAGS;
 	flags |= old_flags & ~LOOP_SET_STATUS_SETTABLE_FLAGS;
 	flags |= old_flags & ~LOOP_SET_STATUS_CLEARABLE_FLAGS;
+
+	if (resize) {
+		old_size = get_capacity(lo->lo_disk);
+		size = loop_backing_size(info->lo_offset, info->lo_sizelimit,
+					 lo->lo_backing_file);
+	}
+
+	blk_mq_freeze_queue(loop_queue(lo));
 	loop_apply_info(lo, info);
-	spin_lock(&lo->lo_state_lock);
-	WRITE_ONCE(lo->lo_flags, flags);
-	spin_unlock(&lo->lo_state_lock);
+	loop_set_flags(lo, flags);
+	loop_set_dio(lo, use_dio);
+	/* With the new offset: no request may see the old size with it. */
 	if (resize)
-		loop_set_size(lo, loop_backing_size(lo->lo_offset,
-						    lo->lo_sizelimit,
-						    lo->lo_backing_file));
-	/* A new offset may rule direct I/O out. */
-	loop_update_dio(lo, lo->lo_use_dio);
-	blk_mq_unfreeze_queue(lo->lo_queue);
+		set_capacity(lo->lo_disk, size);
+	blk_mq_unfreeze_queue(loop_queue(lo));
+	/* Its uevent, though, not with the queue frozen (it allocates). */
+	if (resize)
+		loop_announce_size(lo, old_size, size);
 
 	if ((flags & LO_FLAGS_PARTSCAN) && !(old_flags & LO_FLAGS_PARTSCAN)) {
 		clear_bit(GD_SUPPRESS_PART_SCAN, &lo->lo_disk->state);
 		loop_reread_partitions(lo);
 	}
 	mutex_unlock(&lo->lo_mutex);
-	return 0;
+out_claim:
+	if (claimed)
+		bd_abort_claiming(bdev, loop_set_status);
+	return err;
 }
 
 /* LOOP_GET_STATUS(64). Every byte of @info is written. May sleep. */
@@ -151,7 +180,8 @@ static int loop_info64_to_old(const struct loop_info64 *info,
 	return 0;
 }
 
-static int loop_set_status_old(struct loop_device *lo,
+static int loop_set_status_old(struct loop_device *lo, loop_mode_t mode,
+			       struct block_device *bdev,
 			       const struct loop_info __user *arg)
 {
 	struct loop_info old;
@@ -160,7 +190,7 @@ static int loop_set_status_old(struct loop_device *lo,
 	if (copy_from_user(&old, arg, sizeof(old)))
 		return -EFAULT;
 	loop_info64_from_old(&old, &info);
-	return loop_set_status(lo, &info);
+	return loop_set_status(lo, mode, bdev, &info);
 }
 
 static int loop_get_status_old(struct loop_device *lo,
@@ -180,14 +210,15 @@ static int loop_get_status_old(struct loop_device *lo,
 	return err;
 }
 
-static int loop_set_status64(struct loop_device *lo,
+static int loop_set_status64(struct loop_device *lo, loop_mode_t mode,
+			     struct block_device *bdev,
 			     const struct loop_info64 __user *arg)
 {
 	struct loop_info64 info;
 
 	if (copy_from_user(&info, arg, sizeof(info)))
 		return -EFAULT;
-	return loop_set_status(lo, &info);
+	return loop_set_status(lo, mode, bdev, &info);
 }
 
 static int loop_get_status64(struct loop_device *lo,
@@ -218,49 +249,79 @@ static int loop_set_capacity(struct loop_device *lo)
 }
 
 /* LOOP_SET_DIRECT_IO: EINVAL if direct I/O cannot be used. May sleep. */
-static int loop_set_dio(struct loop_device *lo, unsigned long arg)
+static int loop_set_direct_io(struct loop_device *lo, unsigned long arg)
 {
 	bool want = arg != 0;
 	int err = loop_lock_bound(lo);
 
 	if (err)
 		return err;
-	if (lo->lo_use_dio != want) {
-		blk_mq_freeze_queue(lo->lo_queue);
-		loop_update_dio(lo, want);
-		blk_mq_unfreeze_queue(lo->lo_queue);
-	}
-	err = lo->lo_use_dio == want ? 0 : -EINVAL;
+	if (lo->lo_use_dio == want)
+		goto out_unlock;
+	err = -EINVAL;
+	if (want && !loop_dio_possible(lo->lo_backing_file,
+				       queue_logical_block_size(loop_queue(lo)),
+				       lo->lo_offset))
+		goto out_unlock;
+	/* Buffered data must reach the file before we bypass it. */
+	if (want)
+		vfs_fsync(lo->lo_backing_file, 0);
+	blk_mq_freeze_queue(loop_queue(lo));
+	loop_set_dio(lo, want);
+	blk_mq_unfreeze_queue(loop_queue(lo));
+	err = 0;
+out_unlock:
 	mutex_unlock(&lo->lo_mutex);
 	return err;
 }
 
-/* LOOP_SET_BLOCK_SIZE: 512 to PAGE_SIZE, a power of two. May sleep. */
+/*
+ * LOOP_SET_BLOCK_SIZE: 512 to PAGE_SIZE, a power of two. The limits update
+ * starts before the freeze (6.12: q->limits_lock, then freeze, as the
+ * sysfs queue attributes take them). May sleep.
+ */
 static int loop_set_block_size(struct loop_device *lo, loop_mode_t mode,
 			       struct block_device *bdev, unsigned long arg)
 {
 	struct block_device *part0 = lo->lo_disk->part0;
+	struct request_queue *q = loop_queue(lo);
+	struct loop_limits_update u;
+	struct loop_limits ll;
+	bool use_dio;
 	int err;
 
-	if (blk_validate_block_size(arg))
-		return -EINVAL;
 	/* Without an exclusive open, claim the device for the change. */
 	if (!(mode & LOOP_MODE_EXCL)) {
 		err = loop_prepare_to_claim(bdev, loop_set_block_size);
 		if (err)
 			return err;
 	}
+	/* Errors in the stock driver's order: claim, state, size. */
 	err = loop_lock_bound(lo);
 	if (err)
 		goto out_claim;
-	if (queue_logical_block_size(lo->lo_queue) != arg) {
-		sync_blockdev(part0);
-		invalidate_bdev(part0);
-		blk_mq_freeze_queue(lo->lo_queue);
-		err = loop_update_limits(lo, arg);
-		loop_update_dio(lo, lo->lo_use_dio);
-		blk_mq_unfreeze_queue(lo->lo_queue);
-	}
+	if (queue_logical_block_size(q) == arg)
+		goto out_unlock;
+	err = -EINVAL;
+	if (blk_validate_block_size(arg))
+		goto out_unlock;
+	/* statfs and fsync before limits_lock and the freeze. */
+	err = loop_compute_limits(lo->lo_backing_file, arg, false,
+				  lo->lo_flags & LO_FLAGS_READ_ONLY, &ll);
+	if (err)
+		goto out_unlock;
+	use_dio = lo->lo_use_dio &&
+		  loop_dio_possible(lo->lo_backing_file, arg, lo->lo_offset);
+	sync_blockdev(part0);
+	invalidate_bdev(part0);
+
+	loop_limits_start(q, &u);
+	blk_mq_freeze_queue(q);
+	err = loop_limits_commit(q, &u, &ll);
+	if (!err)
+		loop_set_dio(lo, use_dio);
+	blk_mq_unfreeze_queue(q);
+out_unlock:
 	mutex_unlock(&lo->lo_mutex);
 out_claim:
 	if (!(mode & LOOP_MODE_EXCL))
@@ -297,13 +358,13 @@ int lo_ioctl(struct block_device *bdev, loop_mode_t mode, unsigned int cmd,
 	case LOOP_SET_STATUS:
 		if (!loop_may_change(mode))
 			return -EPERM;
-		return loop_set_status_old(lo, argp);
+		return loop_set_status_old(lo, mode, bdev, argp);
 	case LOOP_GET_STATUS:
 		return loop_get_status_old(lo, argp);
 	case LOOP_SET_STATUS64:
 		if (!loop_may_change(mode))
 			return -EPERM;
-		return loop_set_status64(lo, argp);
+		return loop_set_status64(lo, mode, bdev, argp);
 	case LOOP_GET_STATUS64:
 		return loop_get_status64(lo, argp);
 	case LOOP_SET_BLOCK_SIZE:
@@ -317,7 +378,7 @@ int lo_ioctl(struct block_device *bdev, loop_mode_t mode, unsigned int cmd,
 	case LOOP_SET_DIRECT_IO:
 		if (!loop_may_change(mode))
 			return -EPERM;
-		return loop_set_dio(lo, arg);
+		return loop_set_direct_io(lo, arg);
 	default:
 		/* What the stock driver answers to an unknown command. */
 		return -EINVAL;
@@ -342,6 +403,8 @@ struct compat_loop_info {
 };
 
 static noinline int loop_set_status_compat(struct loop_device *lo,
+					   loop_mode_t mode,
+					   struct block_device *bdev,
 					   const struct compat_loop_info __user *arg)
 {
 	struct compat_loop_info old;
@@ -357,7 +420,7 @@ static noinline int loop_set_status_compat(struct loop_device *lo,
 	info.lo_offset = (s64)old.lo_offset;
 	info.lo_flags = old.lo_flags;
 	memcpy(info.lo_file_name, old.lo_name, LO_NAME_SIZE);
-	return loop_set_status(lo, &info);
+	return loop_set_status(lo, mode, bdev, &info);
 }
 
 static noinline int loop_get_status_compat(struct loop_device *lo,
@@ -399,7 +462,7 @@ int lo_compat_ioctl(struct block_device *bdev, loop_mode_t mode,
 	case LOOP_SET_STATUS:
 		if (!loop_may_change(mode))
 			return -EPERM;
-		return loop_set_status_compat(lo, compat_ptr(arg));
+		return loop_set_status_compat(lo, mode, bdev, compat_ptr(arg));
 	case LOOP_GET_STATUS:
 		return loop_get_status_compat(lo, compat_ptr(arg));
 	case LOOP_SET_CAPACITY:
@@ -437,7 +500,9 @@ static ssize_t backing_file_show(struct device *dev,
 	ssize_t len = 0;
 	char *p = NULL;
 
-	mutex_lock(&lo->lo_mutex);
+	/* The file may change (LOOP_CHANGE_FD): hold it still, killably. */
+	if (mutex_lock_killable(&lo->lo_mutex))
+		return -EINTR;
 	if (lo->lo_backing_file)
 		p = file_path(lo->lo_backing_file, buf, PAGE_SIZE - 1);
 	if (IS_ERR(p)) {
@@ -452,15 +517,14 @@ static ssize_t backing_file_show(struct device *dev,
 	return len;
 }
 
+/*
+ * Offset and size limit are read without lo_mutex, which a configuration
+ * ioctl may hold across a long write-back: a reader (udev, lsblk) must not
+ * wait for it, and either value is a consistent one.
+ */
 static ssize_t loop_show_u64(struct device *dev, char *buf, const loff_t *val)
 {
-	struct loop_device *lo = dev_to_loop(dev);
-	unsigned long long v;
-
-	mutex_lock(&lo->lo_mutex);
-	v = *val;
-	mutex_unlock(&lo->lo_mutex);
-	return sysfs_emit(buf, "%llu\n", v);
+	return sysfs_emit(buf, "%llu\n", (unsigned long long)READ_ONCE(*val));
 }
 
 static ssize_t offset_show(struct device *dev, struct device_attribute *attr,

@@ -7,7 +7,10 @@
  * "visible" (lo_idr_visible) from the moment add_disk() has succeeded until
  * LOOP_CTL_REMOVE or the autoclear-delete path claims it for removal;
  * only visible devices can be found by LOOP_CTL_GET_FREE and
- * LOOP_CTL_REMOVE, so that two removals cannot race for one device.
+ * LOOP_CTL_REMOVE, so that two LOOP_CTL_REMOVE cannot race for one device.
+ * A device whose autoclear-delete teardown runs is deleted by that
+ * teardown, visible or not: a LOOP_CTL_REMOVE that hid it first waits for
+ * it and finds it deleted (see loop_control_remove_device()).
  */
 #include <linux/idr.h>
 #include <linux/major.h>
@@ -25,9 +28,28 @@
 #endif
 #define LOOP_DEFAULT_HW_Q_DEPTH	128
 
-/* Protects loop_index_idr and every lo_idr_visible. */
+/*
+ * Protects loop_index_idr, every lo_idr_visible and lo_removed. Outside
+ * lo_mutex.
+ */
 static DEFINE_MUTEX(loop_ctl_mutex);
 static DEFINE_IDR(loop_index_idr);
+
+/*
+ * struct loop_device allocated and not freed yet. A device deleted while
+ * open is freed by its last closer's final reference, which the block
+ * layer drops after the closer's module reference: module exit waits for
+ * the count to reach zero (and then for the freeing code to return).
+ */
+static atomic_t loop_devices_alive = ATOMIC_INIT(0);
+
+static void loop_free(struct loop_device *lo)
+{
+	mutex_destroy(&lo->lo_mutex);
+	kfree(lo);
+	if (atomic_dec_and_test(&loop_devices_alive))
+		wake_up_var(&loop_devices_alive);
+}
 
 /*
  * max_loop: devices created at load time. When given explicitly, it is also
@@ -84,14 +106,21 @@ module_param_cb(hw_queue_depth, &hw_queue_depth_param_ops,
 MODULE_PARM_DESC(hw_queue_depth, "Queue depth of each device (default "
 		 __stringify(LOOP_DEFAULT_HW_Q_DEPTH) ")");
 
-/* Open: refused only once the device is being deleted. Does not sleep. */
+/*
+ * Open: refused once the device is being deleted, and, while it runs down,
+ * for an exclusive opener (a mount would start on a device whose backing
+ * file is about to go). Any other open of the whole device works: an
+ * attacher's attach then waits for the teardown. Partitions do not exist
+ * while the device runs down (see loop_lifecycle.c). Does not sleep.
+ */
 static int lo_open(LOOP_OPEN_ARGS)
 {
 	struct loop_device *lo = LOOP_OPEN_DISK->private_data;
 	int err = 0;
 
 	spin_lock(&lo->lo_state_lock);
-	if (lo->lo_state == LO_DELETING)
+	if (lo->lo_state == LO_DELETING ||
+	    (lo->lo_state == LO_RUNDOWN && (mode & LOOP_MODE_EXCL)))
 		err = -ENXIO;
 	spin_unlock(&lo->lo_state_lock);
 	return err;
@@ -99,7 +128,7 @@ static int lo_open(LOOP_OPEN_ARGS)
 
 /*
  * Release: called by the block layer with disk->open_mutex held. Only the
- * last close matters; see loop_release_last(). Does not sleep.
+ * last close matters; see loop_release_last(). May sleep.
  */
 static void lo_release(LOOP_RELEASE_ARGS)
 {
@@ -114,8 +143,15 @@ static void lo_free_disk(struct gendisk *disk)
 
 	if (lo->lo_workqueue)
 		destroy_workqueue(lo->lo_workqueue);
-	mutex_destroy(&lo->lo_mutex);
-	kfree(lo);
+	loop_free(lo);
+}
+
+static const struct block_device_operations lo_fops;
+
+/* Is @disk one of ours (a loop device of this module)? */
+bool loop_is_our_disk(struct gendisk *disk)
+{
+	return disk->fops == &lo_fops;
 }
 
 static const struct block_device_operations lo_fops = {
@@ -140,9 +176,13 @@ static int loop_add(int idx)
 	struct gendisk *disk;
 	int err;
 
+	/* A number whose minors do not fit the device number. */
+	if (idx >= 0 && idx >= 1 << (MINORBITS - loop_part_shift))
+		return -EINVAL;
 	lo = kzalloc(sizeof(*lo), GFP_KERNEL);
 	if (!lo)
 		return -ENOMEM;
+	atomic_inc(&loop_devices_alive);
 	mutex_init(&lo->lo_mutex);
 	spin_lock_init(&lo->lo_state_lock);
 	init_waitqueue_head(&lo->lo_state_wq);
@@ -183,7 +223,6 @@ static int loop_add(int idx)
 		goto out_free_tags;
 	}
 	lo->lo_disk = disk;
-	lo->lo_queue = disk->queue;
 
 	/*
 	 * Partition scanning is off unless max_part is set or an attach asks
@@ -222,8 +261,7 @@ out_remove_idr:
 	idr_remove(&loop_index_idr, lo->lo_number);
 	mutex_unlock(&loop_ctl_mutex);
 out_free_lo:
-	mutex_destroy(&lo->lo_mutex);
-	kfree(lo);
+	loop_free(lo);
 	return err;
 }
 
@@ -240,23 +278,39 @@ void loop_remove(struct loop_device *lo)
 	blk_mq_free_tag_set(&lo->lo_tag_set);
 	mutex_lock(&loop_ctl_mutex);
 	idr_remove(&loop_index_idr, number);
+	/* Its number is free again: a LOOP_CTL_REMOVE waiting may return. */
+	WRITE_ONCE(lo->lo_removed, true);
 	mutex_unlock(&loop_ctl_mutex);
+	wake_up_all(&lo->lo_state_wq);
 	put_disk(lo->lo_disk);
 }
 
 /*
- * Remove @lo, which the caller has hidden (lo_idr_visible false): wait for
- * a pending teardown, then delete the device if it is unbound and unused.
- * Makes the device visible again on failure. May sleep.
+ * Remove @lo, which the caller has hidden (lo_idr_visible false) and holds a
+ * reference to: wait for a pending teardown, then delete the device if it
+ * is unbound and unused. An autoclear-delete teardown deletes the device
+ * itself, hidden or not: then there is nothing left to do. Makes the
+ * device visible again on failure. Drops the reference. May sleep.
  */
 int loop_control_remove_device(struct loop_device *lo)
 {
+	struct device *ddev = disk_to_dev(lo->lo_disk);
+	enum loop_state state;
 	int err;
 
 	err = loop_wait_rundown(lo);
 	if (err)
 		goto out_visible;
-	if (lo->lo_state != LO_UNBOUND || disk_openers(lo->lo_disk) > 0) {
+	/* No open of ours: a last close may write the state meanwhile. */
+	state = READ_ONCE(lo->lo_state);
+	if (state == LO_DELETING) {
+		/* Autoclear-delete: done when its number is free again. */
+		mutex_unlock(&lo->lo_mutex);
+		err = wait_event_killable(lo->lo_state_wq,
+					  READ_ONCE(lo->lo_removed));
+		goto out_put;
+	}
+	if (state != LO_UNBOUND || disk_openers(lo->lo_disk) > 0) {
 		mutex_unlock(&lo->lo_mutex);
 		err = -EBUSY;
 		goto out_visible;
@@ -264,12 +318,15 @@ int loop_control_remove_device(struct loop_device *lo)
 	loop_set_state(lo, LO_DELETING);
 	mutex_unlock(&lo->lo_mutex);
 	loop_remove(lo);
-	return 0;
+	goto out_put;
 
 out_visible:
+	/* Harmless if a teardown is deleting it: it never becomes unbound. */
 	mutex_lock(&loop_ctl_mutex);
 	lo->lo_idr_visible = true;
 	mutex_unlock(&loop_ctl_mutex);
+out_put:
+	put_device(ddev);
 	return err;
 }
 
@@ -283,7 +340,10 @@ static bool loop_hide(struct loop_device *lo)
 	return true;
 }
 
-/* Find visible device @idx and hide it. Caller removes or unhides it. */
+/*
+ * Find visible device @idx, hide it and take a reference to it. Caller
+ * removes or unhides it (loop_control_remove_device()).
+ */
 static struct loop_device *loop_claim_for_removal(int idx)
 {
 	struct loop_device *lo;
@@ -293,7 +353,9 @@ static struct loop_device *loop_claim_for_removal(int idx)
 	if (err)
 		return ERR_PTR(err);
 	lo = idr_find(&loop_index_idr, idx);
-	if (!lo || !loop_hide(lo))
+	if (lo && loop_hide(lo))
+		get_device(disk_to_dev(lo->lo_disk));
+	else
 		lo = ERR_PTR(-ENODEV);
 	mutex_unlock(&loop_ctl_mutex);
 	return lo;
@@ -312,18 +374,60 @@ static int loop_control_remove(long idx)
 }
 
 /*
- * Hide @lo for its removal by the autoclear teardown. Returns false if a
- * LOOP_CTL_REMOVE has claimed it already. Not killable: the teardown may
- * run for a task that is being killed. May sleep.
+ * Hide @lo from LOOP_CTL_GET_FREE and LOOP_CTL_REMOVE before the autoclear
+ * teardown deletes it. Not killable: the teardown may run for a task that
+ * is being killed. May sleep.
  */
-bool loop_claim_device(struct loop_device *lo)
+void loop_hide_device(struct loop_device *lo)
 {
-	bool claimed;
-
 	mutex_lock(&loop_ctl_mutex);
-	claimed = loop_hide(lo);
+	loop_hide(lo);
 	mutex_unlock(&loop_ctl_mutex);
-	return claimed;
+}
+
+/*
+ * Limits that the I/O path found the backing file cannot honour (see
+ * lo_limits_pending) are withdrawn here, not in the I/O path: the update
+ * takes q->limits_lock, whose holder may be waiting for a queue freeze,
+ * which waits for the very request that found out. One work item serves
+ * every device.
+ */
+static void loop_withdraw_limits_workfn(struct work_struct *work)
+{
+	struct loop_device *lo;
+	unsigned long pending;
+	int id;
+
+	for (;;) {
+		/* One device at a time, with a reference, no lock held. */
+		mutex_lock(&loop_ctl_mutex);
+		idr_for_each_entry(&loop_index_idr, lo, id)
+			if (READ_ONCE(lo->lo_limits_pending))
+				break;
+		if (lo)
+			get_device(disk_to_dev(lo->lo_disk));
+		mutex_unlock(&loop_ctl_mutex);
+		if (!lo)
+			return;
+
+		mutex_lock(&lo->lo_mutex);
+		/* Cleared under lo_mutex when the file that set them goes. */
+		pending = xchg(&lo->lo_limits_pending, 0);
+		if (pending && READ_ONCE(lo->lo_state) == LO_BOUND)
+			loop_limits_withdraw(loop_queue(lo),
+					     pending & BIT(LOOP_LIMITS_NO_DISCARD),
+					     pending & BIT(LOOP_LIMITS_NO_ZEROES));
+		mutex_unlock(&lo->lo_mutex);
+		put_device(disk_to_dev(lo->lo_disk));
+	}
+}
+
+static DECLARE_WORK(loop_withdraw_limits_work, loop_withdraw_limits_workfn);
+
+/* Called by the I/O path after setting a lo_limits_pending bit. */
+void loop_withdraw_limits_later(void)
+{
+	schedule_work(&loop_withdraw_limits_work);
 }
 
 /* The number of an unbound device, creating one if there is none. */
@@ -370,8 +474,13 @@ static long loop_control_ioctl(struct file *file, unsigned int cmd,
 	case LOOP_CTL_GET_FREE:
 		return loop_control_get_free();
 	default:
-		/* Stock answers ENOSYS; ENOTTY is the errno for this. */
-		return -ENOTTY;
+		/*
+		 * ENOTTY would be the errno for an unknown ioctl, but the stock
+		 * driver answers "function not implemented", and programs that
+		 * probe for support read it: drop-in means the same answer
+		 * (scripts/lint.sh waives checkpatch's warning for this line).
+		 */
+		return -ENOSYS;
 	}
 }
 
@@ -464,6 +573,8 @@ static void __exit loop_exit(void)
 	 * Then all devices are unbound and nobody else can reach the idr.
 	 */
 	loop_lifecycle_exit();
+	/* Devices are unbound: what it would withdraw no longer matters. */
+	cancel_work_sync(&loop_withdraw_limits_work);
 	idr_for_each_entry(&loop_index_idr, lo, id) {
 		mutex_lock(&lo->lo_mutex);
 		loop_set_state(lo, LO_DELETING);
@@ -471,6 +582,10 @@ static void __exit loop_exit(void)
 		loop_remove(lo);
 	}
 	idr_destroy(&loop_index_idr);
+	/* A closer of a device deleted while open may still free it. */
+	wait_var_event(&loop_devices_alive, !atomic_read(&loop_devices_alive));
+	/* Task work callbacks and ->free_disk have returned from our text. */
+	loop_sync_task_work();
 }
 
 module_init(loop_init);

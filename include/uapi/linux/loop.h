@@ -25,11 +25,12 @@
  * LO_FLAGS_PARTSCAN:	scan the device for partitions when it is attached.
  * LO_FLAGS_DIRECT_IO:	access the backing file with direct I/O.
  * LO_FLAGS_AUTOCLEAR_DELETE:
- *			extension of this driver: once the autoclear detach
- *			has finished, remove the device itself, as
- *			LOOP_CTL_REMOVE would. Implies nothing unless
- *			LO_FLAGS_AUTOCLEAR is set too (LOOP_CLR_FD with other
- *			openers sets it). The stock driver rejects this bit
+ *			extension of this driver: once the device is
+ *			detached, remove the device itself, as
+ *			LOOP_CTL_REMOVE would: after the autoclear detach at
+ *			its last close (with LO_FLAGS_AUTOCLEAR), and after
+ *			LOOP_CLR_FD, at once (sole opener) or at the last
+ *			close (other openers). The stock driver rejects this bit
  *			with EINVAL in LOOP_CONFIGURE, which lets user space
  *			probe for support. The bit sits far above the stock
  *			flags so that a future stock flag does not collide.
@@ -97,7 +98,7 @@ struct loop_info64 {
  * @fd:		file descriptor of the backing file.
  * @block_size:	logical block size of the device; 0 picks the default.
  * @info:	offset, size limit, flags and file name to start with.
- * @__reserved:	must be zero.
+ * @__reserved:	should be zero (not checked, as with the stock driver).
  */
 struct loop_config {
 	__u32			fd;
