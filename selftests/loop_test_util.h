@@ -140,6 +140,15 @@ static inline double lt_now(void)
 }
 
 /*
+ * Line-buffered stdout, so that run_all.sh can time each test by the TAP
+ * lines as they come through its pipe.
+ */
+__attribute__((constructor)) static void lt_line_buffered(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+/*
  * The end of a test's time bound of @seconds, scaled by LOOP_TIME_SCALE
  * (make check shortens the bounds on some guests; rounds are bounded by
  * count as well).

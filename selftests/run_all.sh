@@ -31,6 +31,19 @@ if [ -n "${LOOP_MODULE:-}" ] && [ -f "$stock" ] && [ -x ./loop_perm_test ]; then
 	insmod "$LOOP_MODULE" || { echo "not ok - reload our loop.ko"; exit 1; }
 fi
 
+# Copies the TAP and says after each test's result line how long it took.
+timed() {
+	local line t=$SECONDS
+	while IFS= read -r line; do
+		printf '%s\n' "$line"
+		case "$line" in
+		"ok "*|"not ok "*)
+			echo "# time: $((SECONDS - t)) s"
+			t=$SECONDS ;;
+		esac
+	done
+}
+
 for t in loop_ioctl_test loop_ioctl_test32 loop_badinput_test \
 	 loop_badinput_test32 loop_perm_test loop_io_test loop_integrity_test \
 	 loop_stock_test loop_race_test loop_rundown_test loop_review_test \
@@ -47,7 +60,8 @@ for t in loop_ioctl_test loop_ioctl_test32 loop_badinput_test \
 	*.sh) /usr/bin/bash "./$t" ;;
 	loop_fuzz) ./loop_fuzz -n "${LOOP_FUZZ_OPS:-1500}" ;;
 	*) "./$t" ;;
-	esac || failed=$((failed + 1))
+	esac 2>&1 | timed
+	[ "${PIPESTATUS[0]}" = 0 ] || failed=$((failed + 1))
 	echo "# ----- $t: $((SECONDS - t0)) s"
 done
 # The demo of "make vm" (and the admin guide's examples in it) must work too.
