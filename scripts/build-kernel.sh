@@ -24,6 +24,13 @@ key=$( { echo "$srcver"; cat "$here/kconfig/base.config" "$frag"; } |
 	sha256sum | cut -c1-16)
 out=$cache/kernel-$flavor-$key
 
+# One build of a configuration at a time (a second make waits for it).
+mkdir -p "$cache"
+exec 8>"$out.lock"
+if ! flock -n 8; then
+	echo "waiting for another build of the $flavor kernel ($out)" >&2
+	flock 8
+fi
 if [ -f "$out/.done" ]; then
 	echo "$out"
 	exit 0

@@ -78,12 +78,14 @@ await() {
 # KCSAN guest runs what hunts races (race, rundown and review tests,
 # fuzzer): the rest gives KCSAN nothing concurrent to look at. The tests
 # bounded by time run their full time on the two Debian kernels and half of
-# it on the others (LOOP_TIME_SCALE; rounds are bounded by count as well).
+# it or less on the others (LOOP_TIME_SCALE; the debug kernel, ten times
+# slower than the others under TCG, a third; rounds are bounded by count as
+# well).
 once=loop_ioctl_test32,loop_badinput_test32
 guests="deb-6.1 $KDIR_61 /boot/vmlinuz-$KVER_61 $KVER_61 0 check 900 1 $once,loop_fuzz
 deb-6.12 $KDIR_612 /boot/vmlinuz-$KVER_612 $KVER_612 0 check 900 1 loop_fuzz
 rt-6.12 $KDIR_612RT /boot/vmlinuz-$KVER_612RT $KVER_612RT 0 check 900 0.5 $once,loop_fuzz
-debug-6.12 @debug arch/x86/boot/bzImage - 1 check 1800 0.5 $once
+debug-6.12 @debug arch/x86/boot/bzImage - 1 check 1800 0.3 $once
 kcsan-6.12 @kcsan arch/x86/boot/bzImage - 0 races 1500 0.5"
 
 status=0
