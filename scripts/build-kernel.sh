@@ -36,16 +36,21 @@ if [ -f "$out/.done" ]; then
 	exit 0
 fi
 
-rm -rf "$out"
-mkdir -p "$out"
 log=$out/build.log
-echo "building the $flavor guest kernel (cached afterwards in $out; log: $log)" >&2
-{
-	make -C "$src" O="$out" ARCH=x86_64 tinyconfig
-	"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" \
-		"$here/kconfig/base.config" "$frag"
-	make -C "$src" O="$out" ARCH=x86_64 olddefconfig
-} > "$log" 2>&1
+if [ -f "$out/.configured" ]; then
+	# An interrupted build of this configuration: make goes on from there.
+	echo "resuming the build of the $flavor guest kernel in $out (log: $log)" >&2
+else
+	rm -rf "$out"
+	mkdir -p "$out"
+	echo "building the $flavor guest kernel (cached afterwards in $out; log: $log)" >&2
+	{
+		make -C "$src" O="$out" ARCH=x86_64 tinyconfig
+		"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" \
+			"$here/kconfig/base.config" "$frag"
+		make -C "$src" O="$out" ARCH=x86_64 olddefconfig
+	} > "$log" 2>&1
+fi
 
 # Every option a fragment asks for must have survived olddefconfig.
 missing=0
@@ -61,6 +66,7 @@ while IFS= read -r line; do
 	esac
 done < <(cat "$here/kconfig/base.config" "$frag")
 [ "$missing" = 0 ] || { echo "config fragments do not apply" >&2; exit 1; }
+touch "$out/.configured"
 
 # Progress: objects compiled so far, every 30 s, on stderr.
 start=$(date +%s)
