@@ -37,7 +37,9 @@ if [ -f "$out/.done" ]; then
 fi
 
 log=$out/build.log
+resumed=0
 if [ -f "$out/.configured" ]; then
+	resumed=1
 	# An interrupted build of this configuration: make goes on from there.
 	echo "resuming the build of the $flavor guest kernel in $out (log: $log)" >&2
 else
@@ -82,6 +84,14 @@ while kill -0 "$build" 2>/dev/null; do
 done
 if ! wait "$build"; then
 	tail -n 30 "$log" >&2
+	if [ "$resumed" = 1 ]; then
+		# What the interrupted build left may be the cause: once more,
+		# from nothing (the lock is released when this process ends).
+		echo "the resumed build failed: building the $flavor kernel again from scratch" >&2
+		rm -f "$out/.configured"
+		exec 8>&-
+		exec "$0" "$flavor"
+	fi
 	echo "the $flavor kernel does not build (see $log)" >&2
 	exit 1
 fi

@@ -37,7 +37,8 @@ prep() {
 	local name=$1
 	shift
 	nice -n 19 "$@" > "build/prep/$name.out" 2> "build/prep/$name.err"
-	echo $? > "build/prep/$name.rc"
+	echo $? > "build/prep/$name.rc.tmp"
+	mv "build/prep/$name.rc.tmp" "build/prep/$name.rc"
 }
 set -m	# the background steps in a process group of their own
 (
@@ -54,10 +55,16 @@ set +m
 trap 'kill -- -$prep_pid 2>/dev/null' EXIT
 
 # await NAME: wait for the background step NAME, showing its progress once
-# a minute; prints its result (the last line of its output). Fails if it did.
+# a minute; prints its result (the last line of its output). Fails if it
+# did, or if the background chain died before it.
 await() {
 	local name=$1 n=0
 	while [ ! -f "build/prep/$name.rc" ]; do
+		if ! kill -0 "$prep_pid" 2>/dev/null; then
+			[ -f "build/prep/$name.rc" ] && break
+			echo "# $name: the background steps ended without it" >&2
+			return 1
+		fi
 		if [ $((n % 60)) = 0 ]; then
 			echo "# waiting for $name: $(tail -n 1 "build/prep/$name.err" 2>/dev/null)" >&2
 		fi
@@ -65,10 +72,15 @@ await() {
 		sleep 5
 	done
 	if [ "$(cat "build/prep/$name.rc")" != 0 ]; then
-		tail -n 30 "build/prep/$name.err"
+		tail -n 30 "build/prep/$name.err" | sed 's/^/# /' >&2
 		return 1
 	fi
 	tail -n 1 "build/prep/$name.out"
+}
+# fail NAME WHAT: a failure of the host's part of guest NAME, in its TAP.
+fail() {
+	echo "not ok - $1: $2" | tee -a "build/$1.tap"
+	status=1
 }
 
 # name kdir bzimage modules-kver debug mode timeout time-scale [programs
@@ -93,7 +105,7 @@ while read -r name kdir image kver debug mode limit scale skip; do
 	wanted "$name" || continue
 	case "$kdir" in @*)
 		kdir=$(await "${kdir#@}") ||
-			{ echo "not ok - $name: its kernel builds"; status=1; continue; }
+			{ fail "$name" "its kernel builds"; continue; }
 		image=$kdir/$image ;;
 	esac
 	echo "# ===== guest $name: $image ====="
@@ -105,8 +117,7 @@ while read -r name kdir image kver debug mode limit scale skip; do
 	if ! make -s -C "$kdir" M="$top/$src" modules > "build/$name/build.log" 2>&1 ||
 	   grep -q 'warning:' "build/$name/build.log"; then
 		cat "build/$name/build.log"
-		echo "not ok - $name: module builds without warnings"
-		status=1
+		fail "$name" "module builds without warnings"
 		continue
 	fi
 	stock=""
@@ -129,8 +140,7 @@ for g in "system-6.12 $KVER_612" "system-6.1 $KVER_61"; do
 	wanted "$name" || continue
 	[ -n "${LOOP_SOAK:-}" ] && continue
 	if ! await "$name" >/dev/null; then
-		echo "not ok - $name: the system image builds"
-		status=1
+		fail "$name" "the system image builds"
 		continue
 	fi
 	echo "# ===== guest $name: Debian 12, systemd, udev, DKMS ($kver) ====="

@@ -25,6 +25,10 @@ tap() { echo "$1 - $name: $2"; [ "$1" = ok ] || status=1; }
 
 img=$("$top/scripts/system-image.sh" "$kver" | tail -n 1) &&
 	[ -f "$img/.done" ] || { tap "not ok" "the system image builds"; exit 1; }
+# Held while the guest uses the image: system-image.sh evicts only images
+# that nobody holds.
+exec 6>>"$img.lock"
+flock -s 6
 work=$top/build/$name
 rm -rf "$work"
 mkdir -p "$work"
@@ -115,7 +119,12 @@ boot() {
 	local splats verdict
 	splats=$(grep -aEc "$LOOP_SPLAT_RE" "$klog")
 	verdict=$(tr -d '\r' < "$out" | grep -a 'LOOP-SYSTEM-RESULT:' | tail -n 1)
-	if [ "$splats" != 0 ]; then
+	if [ "$rc" != 0 ]; then
+		# Killed at the time limit, or QEMU failed: even after a PASS
+		# (a shutdown that hangs is a failure too).
+		tap "not ok" "boot $n: the guest powers off by itself (QEMU exit $rc)"
+		tr -d '\r' < "$con" | tail -n 40 | sed 's/^/# /'
+	elif [ "$splats" != 0 ]; then
 		tap "not ok" "boot $n: kernel log is clean ($splats splat lines, see build/$name.klog)"
 		grep -aE -m 20 -A 12 "$LOOP_SPLAT_RE" "$klog" | sed 's/^/# /'
 	elif [ "$verdict" = "LOOP-SYSTEM-RESULT: PASS" ]; then

@@ -71,6 +71,13 @@ key=$( {
 	(cd "$top" && tree_files | xargs sha256sum)
 } | sha256sum | cut -c1-16)
 out=$LOOP_CACHE/system-$kver-$key
+# One build of an image at a time (a second one waits for it).
+mkdir -p "$LOOP_CACHE"
+exec 8>"$out.lock"
+if ! flock -n 8; then
+	echo "waiting for another build of $out" >&2
+	flock 8
+fi
 if [ -f "$out/.done" ]; then
 	echo "system image for $kver: cached in $out" >&2
 	echo "$out"
@@ -147,7 +154,12 @@ mke2fs -q -t ext4 -L lrroot -d "$rootfs" -F "$out/root.img" "$size" 2>&1 |
 	stamp >> "$log"
 rm -rf "$rootfs"
 touch "$out/.done"
-# Images of older trees for this kernel: all but the previous one go.
-ls -dt "$LOOP_CACHE/system-$kver-"* | tail -n +3 | xargs -r rm -rf
+# Images of older trees for this kernel: all but the previous one go (only
+# finished ones that no build holds).
+for old in $(ls -dt "$LOOP_CACHE/system-$kver-"*/ | tail -n +3); do
+	old=${old%/}
+	[ -f "$old/.done" ] || continue
+	(flock -n 7 && rm -rf "$old" && rm -f "$old.lock") 7>"$old.lock"
+done
 echo "  system image built in $(( $(date +%s) - start )) s: $out" >&2
 echo "$out"

@@ -34,7 +34,7 @@ fi
 # Copies the TAP and says after each test's result line how long it took.
 timed() {
 	local line t=$SECONDS
-	while IFS= read -r line; do
+	while IFS= read -r line || [ -n "$line" ]; do
 		printf '%s\n' "$line"
 		case "$line" in
 		"ok "*|"not ok "*)
