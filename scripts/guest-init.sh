@@ -135,14 +135,9 @@ race)
 	rc=$?
 	;;
 races)
-	rc=0
-	cd /selftests || rc=1
-	for t in ./loop_race_test ./loop_rundown_test ./loop_review_test \
-		 "./loop_fuzz -n 1500"; do
-		echo "# ===== ${t#./} ($(uname -r)) ====="
-		$t || rc=$((rc + 1))
-	done
-	cd /
+	LOOP_ONLY="loop_race_test loop_rundown_test loop_review_test loop_fuzz" \
+		/usr/bin/bash /selftests/run_all.sh
+	rc=$?
 	;;
 bench)
 	/usr/bin/bash /bench/guest-bench.sh
