@@ -91,7 +91,7 @@ TEST(umount_chain_releases_backing_file_before_return)
 		rounds++;
 	}
 	TH_LOG("%d rounds", rounds);
-	ASSERT_LE(5, rounds);
+	ASSERT_LE(lt_least(5), rounds);
 	rmdir(lower_dir);
 	rmdir(upper_dir);
 	unlink(lower);
@@ -423,7 +423,7 @@ TEST(autoclear_delete_leaves_no_device)
 		rounds++;
 	}
 	TH_LOG("%d short-lived devices", rounds);
-	ASSERT_LE(50, rounds);
+	ASSERT_LE(lt_least(50), rounds);
 	ASSERT_GE(before, count_loop_devices());
 	unlink(file);
 	free(file);
@@ -469,7 +469,7 @@ TEST(autoclear_delete_vs_prober_leaves_no_device)
 	pthread_join(thr, NULL);
 	TH_LOG("%d short-lived devices, %ld reads by the prober", rounds,
 	       p.reads);
-	ASSERT_LE(20, rounds);
+	ASSERT_LE(lt_least(20), rounds);
 	ASSERT_GE(before, count_loop_devices()) {
 		TH_LOG("%d devices before, %d after", before,
 		       count_loop_devices());
@@ -552,8 +552,9 @@ TEST(stacked_configure_vs_clear_and_reattach)
 	memset(want, 0x5a, sizeof(want));
 	a.n = na;
 	ASSERT_EQ(0, pthread_create(&thr, NULL, attach_clear_loop, &a));
-	for (i = 0; (i < 1000 || stacked < STACK_MIN_EACH ||
-		     refused < STACK_MIN_EACH) && lt_now() < end && !a.err; i++) {
+	for (i = 0; (i < 1000 || stacked < lt_least(STACK_MIN_EACH) ||
+		     refused < lt_least(STACK_MIN_EACH)) && lt_now() < end &&
+		     !a.err; i++) {
 		char lower[32];
 		double hold;
 		int fdb, err;
@@ -611,8 +612,8 @@ TEST(stacked_configure_vs_clear_and_reattach)
 	}
 	TH_LOG("%d rounds: %ld stacked, %ld refused, %ld attaches of loop%d (%ld EBUSY)",
 	       i, stacked, refused, a.attaches, na, a.busy);
-	ASSERT_LE(STACK_MIN_EACH, stacked);
-	ASSERT_LE(STACK_MIN_EACH, refused);
+	ASSERT_LE(lt_least(STACK_MIN_EACH), stacked);
+	ASSERT_LE(lt_least(STACK_MIN_EACH), refused);
 	lt_release(nb);
 	lt_release(na);
 	unlink(file);
@@ -710,7 +711,7 @@ TEST(stacked_cycle_by_concurrent_change_fd_is_refused)
 			ASSERT_EQ(0, change_fd_to_file(fdb, fb));
 	}
 	TH_LOG("%d rounds: %ld with one winner, %ld with none", i, one, none);
-	ASSERT_LE(10, one);
+	ASSERT_LE(lt_least(10), one);
 	/* The first to validate sees a plain file below: it always wins. */
 	ASSERT_EQ(0, none);
 	pthread_barrier_destroy(&start);
@@ -906,7 +907,7 @@ TEST(loop_control_from_many_threads_vs_attach_detach)
 	ASSERT_EQ(0, sh->failure[0]) {
 		TH_LOG("%s", sh->failure);
 	}
-	ASSERT_LE(100, atomic_load(&sh->attaches));
+	ASSERT_LE(lt_least(100), atomic_load(&sh->attaches));
 	/* Nothing bound; every device this test created can be removed. */
 	for (n = 0; n < CTL_MAX_DEV; n++) {
 		if (!lt_exists("/sys/block/loop%d", n))
@@ -1130,7 +1131,7 @@ TEST(writes_acknowledged_before_detach_are_in_the_file)
 	}
 	TH_LOG("%d rounds, %ld bytes of written blocks checked, %ld writers stopped by the detach",
 	       round, verified, late_errors);
-	ASSERT_LE(4, round);
+	ASSERT_LE(lt_least(4), round);
 	lt_release(n);
 	unlink(file);
 	unlink(other);
@@ -1294,7 +1295,7 @@ TEST(clr_fd_waits_for_reads_in_flight_through_its_own_open)
 	}
 	TH_LOG("%d rounds, %ld reads checked, %ld of them begun before LOOP_CLR_FD and whole after it began",
 	       round, reads, spanning);
-	ASSERT_LE(10, round);
+	ASSERT_LE(lt_least(10), round);
 	unlink(file);
 	free(file);
 	munmap(sh, sizeof(*sh));
@@ -1562,7 +1563,7 @@ TEST(module_unload_waits_for_pending_teardown)
 	}
 	TH_LOG("%d rounds, %d refusals while in use, %d unloads that overlapped the closing teardown",
 	       round, refused, overlapped);
-	ASSERT_LE(3, round);
+	ASSERT_LE(lt_least(3), round);
 	unlink(file);
 	free(file);
 	free(data);

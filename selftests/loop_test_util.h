@@ -153,13 +153,28 @@ __attribute__((constructor)) static void lt_line_buffered(void)
  * (make check shortens the bounds on some guests; rounds are bounded by
  * count as well).
  */
-static inline double lt_deadline(double seconds)
+static inline double lt_time_scale(void)
 {
 	const char *scale = getenv("LOOP_TIME_SCALE");
 
-	if (scale && atof(scale) > 0)
-		seconds *= atof(scale);
-	return lt_now() + seconds;
+	return scale && atof(scale) > 0 ? atof(scale) : 1;
+}
+
+static inline double lt_deadline(double seconds)
+{
+	return lt_now() + seconds * lt_time_scale();
+}
+
+/*
+ * The least number of rounds a test bounded by time must have done to
+ * count: @n, scaled down with its time bound (at least 1).
+ */
+static inline long lt_least(long n)
+{
+	double scale = lt_time_scale();
+	long least = scale < 1 ? (long)(n * scale + 0.999) : n;
+
+	return least > 0 ? least : 1;
 }
 
 /* Write the string @val to the file @path: 0 or -errno. */
