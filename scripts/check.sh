@@ -87,18 +87,19 @@ fail() {
 # left out]. What needs to run once runs on one guest: the 32-bit builds
 # (the compat ioctl paths are the same code on every kernel) on deb-6.12,
 # the fuzzer on the kernels that check what it provokes (debug, KCSAN). The
-# KCSAN guest runs what hunts races (race, rundown and review tests,
-# fuzzer): the rest gives KCSAN nothing concurrent to look at. The tests
-# bounded by time run their full time on the two Debian kernels and half of
-# it or less on the others (LOOP_TIME_SCALE; the debug kernel, ten times
-# slower than the others under TCG, a third; rounds are bounded by count as
-# well).
+# KCSAN guest runs the race tests and the fuzzer (the rundown and review
+# tests, also concurrent, run under lockdep and KASAN on the debug kernel).
+# The tests bounded by time run their full time on deb-6.1, half of it on
+# deb-6.12 and rt-6.12, a third on the debug and KCSAN kernels (five to ten
+# times slower under TCG): LOOP_TIME_SCALE, which also scales the least
+# number of rounds they must do (lt_least()). make prove-races runs them on
+# Debian's 6.12 at their full time.
 once=loop_ioctl_test32,loop_badinput_test32
 guests="deb-6.1 $KDIR_61 /boot/vmlinuz-$KVER_61 $KVER_61 0 check 900 1 $once,loop_fuzz
-deb-6.12 $KDIR_612 /boot/vmlinuz-$KVER_612 $KVER_612 0 check 900 1 loop_fuzz
+deb-6.12 $KDIR_612 /boot/vmlinuz-$KVER_612 $KVER_612 0 check 900 0.5 loop_fuzz
 rt-6.12 $KDIR_612RT /boot/vmlinuz-$KVER_612RT $KVER_612RT 0 check 900 0.5 $once,loop_fuzz
 debug-6.12 @debug arch/x86/boot/bzImage - 1 check 1800 0.3 $once
-kcsan-6.12 @kcsan arch/x86/boot/bzImage - 0 races 1500 0.5"
+kcsan-6.12 @kcsan arch/x86/boot/bzImage - 0 races 1500 0.3"
 
 status=0
 while read -r name kdir image kver debug mode limit scale skip; do

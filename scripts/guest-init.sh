@@ -5,8 +5,8 @@
 #   loop.mode=check	load our loop.ko, run every selftest, check the log
 #   loop.mode=demo	load our loop.ko, run the demo
 #   loop.mode=race	load our loop.ko, run the race tests only
-#   loop.mode=races	the race tests, the rundown tests and the fuzzer (the
-#			KCSAN guest of make check)
+#   loop.mode=races	the race tests and the fuzzer (the KCSAN guest of
+#			make check)
 #   loop.test=A,B	race mode: run only the race tests A and B
 #   loop.prog=P		race mode: run selftest program P (default
 #			loop_race_test)
@@ -135,7 +135,7 @@ race)
 	rc=$?
 	;;
 races)
-	LOOP_ONLY="loop_race_test loop_rundown_test loop_review_test loop_fuzz" \
+	LOOP_ONLY="loop_race_test loop_fuzz" \
 		/usr/bin/bash /selftests/run_all.sh
 	rc=$?
 	;;
