@@ -398,7 +398,7 @@ TEST(attacher_waiting_for_teardown_can_be_killed)
 	memset(data, 0x3c, 8 * MiB);
 	fd = lt_attach_free_at(file, O_RDWR, 0, 0, &n);
 	ASSERT_LE(0, fd);
-	for (off_t off = 0; off < 96 * MiB; off += 8 * MiB)
+	for (off_t off = 0; off < lt_scaled(96 * MiB, 8 * MiB); off += 8 * MiB)
 		ASSERT_EQ(8 * MiB, pwrite(fd, data, 8 * MiB, off));
 	/* The teardown of a sole opener's LOOP_CLR_FD, in another process. */
 	d = fork();
@@ -464,7 +464,8 @@ TEST(remove_answers_when_autoclear_delete_is_done)
 				 LO_FLAGS_AUTOCLEAR_DELETE, 0, &n);
 		ASSERT_LE(0, fd);
 		/* Something to write back: the teardown takes a while. */
-		for (off_t off = 0; off < 16 * MiB; off += 4 * MiB)
+		for (off_t off = 0; off < lt_scaled(16 * MiB, 4 * MiB);
+		     off += 4 * MiB)
 			ASSERT_EQ(4 * MiB, pwrite(fd, data, 4 * MiB, off));
 		pid = fork();
 		ASSERT_LE(0, pid);
@@ -522,7 +523,7 @@ TEST(partition_added_during_rundown_never_serves_next_attachment)
 	memset(data, 0x44, 8 * MiB);
 	fd = lt_attach_free_at(file, O_RDWR, 0, 0, &n);
 	ASSERT_LE(0, fd);
-	for (off_t off = 0; off < 64 * MiB; off += 8 * MiB)
+	for (off_t off = 0; off < lt_scaled(64 * MiB, 8 * MiB); off += 8 * MiB)
 		ASSERT_EQ(8 * MiB, pwrite(fd, data, 8 * MiB, off));
 	/* The sole opener detaches in a child; the teardown writes back. */
 	pid = fork();

@@ -248,9 +248,7 @@ TEST(mount_during_rundown_is_refused_or_keeps_device)
 	unsigned char *data;
 	_Atomic int *shared;
 	int round, mounted_rounds = 0;
-	/* 48 MiB to write back, less on a guest with shorter time bounds. */
-	int chunks = 6 * lt_time_scale() + 0.5;
-	off_t top = 16 * MiB + (off_t)(chunks > 1 ? chunks : 1) * 8 * MiB;
+	off_t top = 16 * MiB + lt_scaled(48 * MiB, 8 * MiB);
 
 	ASSERT_NE(NULL, img);
 	ASSERT_EQ(0, truncate(img, 16 * MiB));

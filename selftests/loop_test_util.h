@@ -166,6 +166,18 @@ static inline double lt_deadline(double seconds)
 }
 
 /*
+ * How much of @bytes to write for a teardown that must take a while: all
+ * of it, or less on a guest with shorter time bounds (whose write-back is
+ * as much slower); a multiple of @granule, at least one.
+ */
+static inline off_t lt_scaled(off_t bytes, off_t granule)
+{
+	off_t n = bytes / granule * lt_time_scale() + 0.5;
+
+	return (n > 1 ? n : 1) * granule;
+}
+
+/*
  * The least number of rounds a test bounded by time must have done to
  * count: @n, scaled down with its time bound (at least 1).
  */
