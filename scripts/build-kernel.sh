@@ -25,12 +25,9 @@ key=$( { echo "$srcver"; cat "$here/kconfig/base.config" "$frag"; } |
 out=$cache/kernel-$flavor-$key
 
 # One build of a configuration at a time (a second make waits for it).
+. "$here/guest-lib.sh"
 mkdir -p "$cache"
-exec 8>"$out.lock"
-if ! flock -n 8; then
-	echo "waiting for another build of the $flavor kernel ($out)" >&2
-	flock 8
-fi
+loop_lock 8 "$out.lock" "waiting for another build of the $flavor kernel ($out)"
 if [ -f "$out/.done" ]; then
 	echo "$out"
 	exit 0

@@ -72,12 +72,9 @@ key=$( {
 } | sha256sum | cut -c1-16)
 out=$LOOP_CACHE/system-$kver-$key
 # One build of an image at a time (a second one waits for it).
+. "$here/guest-lib.sh"
 mkdir -p "$LOOP_CACHE"
-exec 8>"$out.lock"
-if ! flock -n 8; then
-	echo "waiting for another build of $out" >&2
-	flock 8
-fi
+loop_lock 8 "$out.lock" "waiting for another build of $out"
 if [ -f "$out/.done" ]; then
 	echo "system image for $kver: cached in $out" >&2
 	echo "$out"
