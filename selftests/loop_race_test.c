@@ -907,7 +907,11 @@ TEST(loop_control_from_many_threads_vs_attach_detach)
 	ASSERT_EQ(0, sh->failure[0]) {
 		TH_LOG("%s", sh->failure);
 	}
-	ASSERT_LE(lt_least(100), atomic_load(&sh->attaches));
+	/*
+	 * Enough attaches to have raced: Debian's kernels do thousands in
+	 * the 30 s; the debug kernel, with a third of them, 29 to 59.
+	 */
+	ASSERT_LE(lt_least(40), atomic_load(&sh->attaches));
 	/* Nothing bound; every device this test created can be removed. */
 	for (n = 0; n < CTL_MAX_DEV; n++) {
 		if (!lt_exists("/sys/block/loop%d", n))
