@@ -98,7 +98,7 @@ once=loop_ioctl_test32,loop_badinput_test32
 guests="deb-6.1 $KDIR_61 /boot/vmlinuz-$KVER_61 $KVER_61 0 check 900 1 $once,loop_fuzz
 deb-6.12 $KDIR_612 /boot/vmlinuz-$KVER_612 $KVER_612 0 check 900 0.5 loop_fuzz
 rt-6.12 $KDIR_612RT /boot/vmlinuz-$KVER_612RT $KVER_612RT 0 check 900 0.5 $once,loop_fuzz
-debug-6.12 @debug arch/x86/boot/bzImage - 1 check 1800 0.3 $once
+debug-6.12 @debug arch/x86/boot/bzImage - 1 check 2700 0.3 $once
 kcsan-6.12 @kcsan arch/x86/boot/bzImage - 0 races 1500 0.3"
 
 status=0
