@@ -572,7 +572,7 @@ TEST(last_close_through_io_uring_inline_and_by_io_worker)
 	ASSERT_EQ(0, err);
 	for (async = 0; async < 2; async++) {
 		for (int round = 0; round < 20 &&
-		     (round < 4 || lt_now() < end); round++) {
+		     (round < lt_least(4) || lt_now() < end); round++) {
 			struct loop_info64 info;
 			int fd, fd2, n, k;
 
@@ -756,7 +756,7 @@ TEST(partitions_announced_once_per_attachment)
 	ASSERT_EQ(0, bind(sock, (struct sockaddr *)&sa, sizeof(sa)));
 	atomic_store(&o.n, n);
 	ASSERT_EQ(0, pthread_create(&to, NULL, open_loop, &o));
-	for (round = 0; round < 20 && (round < 4 || lt_now() < end); round++) {
+	for (round = 0; round < 20 && (round < lt_least(4) || lt_now() < end); round++) {
 		int adds = 0, removes = 0, fd = lt_open_dev(n, O_RDWR);
 		bool set_fd = round & 1;
 
