@@ -460,7 +460,8 @@ TEST(remove_answers_when_autoclear_delete_is_done)
 	ASSERT_NE(NULL, file);
 	ASSERT_NE(NULL, data);
 	memset(data, 0x55, 4 * MiB);
-	for (round = 0; round < 40 && (round < lt_least(4) || lt_now() < end); round++) {
+	for (round = 0; round < 40 && (round < lt_least(4) || lt_now() < end);
+	     round++) {
 		int fd, n, err;
 		double t0;
 		pid_t pid;

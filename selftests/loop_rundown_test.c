@@ -756,7 +756,8 @@ TEST(partitions_announced_once_per_attachment)
 	ASSERT_EQ(0, bind(sock, (struct sockaddr *)&sa, sizeof(sa)));
 	atomic_store(&o.n, n);
 	ASSERT_EQ(0, pthread_create(&to, NULL, open_loop, &o));
-	for (round = 0; round < 20 && (round < lt_least(4) || lt_now() < end); round++) {
+	for (round = 0; round < 20 && (round < lt_least(4) || lt_now() < end);
+	     round++) {
 		int adds = 0, removes = 0, fd = lt_open_dev(n, O_RDWR);
 		bool set_fd = round & 1;
 
