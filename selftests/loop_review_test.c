@@ -398,8 +398,7 @@ TEST(attacher_waiting_for_teardown_can_be_killed)
 	memset(data, 0x3c, 8 * MiB);
 	fd = lt_attach_free_at(file, O_RDWR, 0, 0, &n);
 	ASSERT_LE(0, fd);
-	for (off_t off = 0; off < lt_scaled(96 * MiB, 8 * MiB); off += 8 * MiB)
-		ASSERT_EQ(8 * MiB, pwrite(fd, data, 8 * MiB, off));
+	ASSERT_EQ(0, lt_dirty(fd, data, 8 * MiB, 0, lt_scaled(96 * MiB, 8 * MiB)));
 	/* The teardown of a sole opener's LOOP_CLR_FD, in another process. */
 	d = fork();
 	ASSERT_LE(0, d);
@@ -470,9 +469,8 @@ TEST(remove_answers_when_autoclear_delete_is_done)
 				 LO_FLAGS_AUTOCLEAR_DELETE, 0, &n);
 		ASSERT_LE(0, fd);
 		/* Something to write back: the teardown takes a while. */
-		for (off_t off = 0; off < lt_scaled(16 * MiB, 4 * MiB);
-		     off += 4 * MiB)
-			ASSERT_EQ(4 * MiB, pwrite(fd, data, 4 * MiB, off));
+		ASSERT_EQ(0, lt_dirty(fd, data, 4 * MiB, 0,
+				      lt_scaled(16 * MiB, 4 * MiB)));
 		pid = fork();
 		ASSERT_LE(0, pid);
 		if (pid == 0) {
@@ -529,8 +527,7 @@ TEST(partition_added_during_rundown_never_serves_next_attachment)
 	memset(data, 0x44, 8 * MiB);
 	fd = lt_attach_free_at(file, O_RDWR, 0, 0, &n);
 	ASSERT_LE(0, fd);
-	for (off_t off = 0; off < lt_scaled(64 * MiB, 8 * MiB); off += 8 * MiB)
-		ASSERT_EQ(8 * MiB, pwrite(fd, data, 8 * MiB, off));
+	ASSERT_EQ(0, lt_dirty(fd, data, 8 * MiB, 0, lt_scaled(64 * MiB, 8 * MiB)));
 	/* The sole opener detaches in a child; the teardown writes back. */
 	pid = fork();
 	ASSERT_LE(0, pid);

@@ -178,8 +178,7 @@ TEST(partition_open_during_rundown_never_reaches_next_attachment)
 		while (!atomic_load(&w->opens) && lt_now() < end)
 			usleep(1000);
 		/* Dirty pages well past both partitions, then detach. */
-		for (off_t off = 1 * MiB; off < 25 * MiB; off += 8 * MiB)
-			ASSERT_EQ(8 * MiB, pwrite(fd, data, 8 * MiB, off));
+		ASSERT_EQ(0, lt_dirty(fd, data, 8 * MiB, 1 * MiB, 25 * MiB));
 		atomic_store(&w->detaching, 1);
 		ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD)) {
 			TH_LOG("round %d: LOOP_CLR_FD: %s", round,
@@ -299,8 +298,7 @@ TEST(mount_during_rundown_is_refused_or_keeps_device)
 		}
 		while (!shared[2])
 			usleep(100);
-		for (off_t off = 16 * MiB; off < top; off += 8 * MiB)
-			ASSERT_EQ(8 * MiB, pwrite(fd, data, 8 * MiB, off));
+		ASSERT_EQ(0, lt_dirty(fd, data, 8 * MiB, 16 * MiB, top));
 		shared[3] = 1;
 		ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
 		shared[0] = 1;

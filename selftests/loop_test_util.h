@@ -178,6 +178,19 @@ static inline off_t lt_scaled(off_t bytes, off_t granule)
 }
 
 /*
+ * Write @buf (@chunk bytes) over [@from, @to) of @fd, chunk by chunk: dirty
+ * pages for a teardown to write back. 0, or -1 at the first short write.
+ */
+static inline int lt_dirty(int fd, const void *buf, off_t chunk, off_t from,
+			   off_t to)
+{
+	for (off_t off = from; off < to; off += chunk)
+		if (pwrite(fd, buf, chunk, off) != chunk)
+			return -1;
+	return 0;
+}
+
+/*
  * The least number of rounds a test bounded by time must have done to
  * count: @n, scaled down with its time bound (at least 1).
  */
