@@ -74,10 +74,16 @@ kmsg=$!
 verdict() {
 	sleep 1
 	kill "$kmsg" 2>/dev/null
-	{
-		echo "===== end of kernel log ====="
-		echo "LOOP-GUEST-RESULT: $*"
-	} > /dev/ttyS1
+	wait "$kmsg" 2>/dev/null
+	# The port may still be closing after the reader's exit (its open then
+	# fails with EAGAIN, seen once): try again.
+	for _ in 1 2 3 4 5; do
+		{
+			echo "===== end of kernel log ====="
+			echo "LOOP-GUEST-RESULT: $*"
+		} 2>/dev/null > /dev/ttyS1 && break
+		sleep 1
+	done
 	sync
 	# reboot, not poweroff: QEMU runs with -no-reboot and exits, ACPI or not.
 	reboot -f
