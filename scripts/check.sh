@@ -42,12 +42,12 @@ prep() {
 }
 set -m	# the background steps in a process group of their own
 (
+	# The system image first: a few minutes, most of them not on the
+	# CPU; its guest can then run while a guest kernel still builds.
+	wanted system-6.12 && prep system-6.12 ./scripts/system-image.sh "$KVER_612"
 	wanted debug-6.12 && prep debug ./scripts/build-kernel.sh debug
 	wanted kcsan-6.12 && prep kcsan ./scripts/build-kernel.sh kcsan
-	for g in "system-6.12 $KVER_612" "system-6.1 $KVER_61"; do
-		read -r name kver <<< "$g"
-		wanted "$name" && prep "$name" ./scripts/system-image.sh "$kver"
-	done
+	wanted system-6.1 && prep system-6.1 ./scripts/system-image.sh "$KVER_61"
 	true
 ) </dev/null &
 prep_pid=$!
@@ -86,29 +86,37 @@ fail() {
 # name kdir bzimage modules-kver debug mode timeout time-scale [programs
 # left out]. What needs to run once runs on one guest: the 32-bit builds
 # (the compat ioctl paths are the same code on every kernel) on deb-6.12,
-# the fuzzer on the kernels that check what it provokes (debug, KCSAN). The
-# KCSAN guest runs the race tests and the fuzzer (the rundown and review
-# tests, also concurrent, run under lockdep and KASAN on the debug kernel).
-# The tests bounded by time run their full time on deb-6.1, half of it on
-# deb-6.12 and rt-6.12, a third on the debug and KCSAN kernels (five to ten
-# times slower under TCG): LOOP_TIME_SCALE, which also scales the least
-# number of rounds they must do (lt_least()). make prove-races runs them on
-# Debian's 6.12 at their full time.
+# the fuzzer on the kernels that check what it provokes (debug, KCSAN),
+# the util-linux tools (loop_tools.sh: what they print does not depend on
+# the kernel's debug options) on the Debian kernels. The KCSAN guest runs
+# the race tests and the fuzzer (the rundown and review tests, also
+# concurrent, run under lockdep and KASAN on the debug kernel).
+# The tests bounded by time run half their time on the Debian kernels, 0.3
+# of it on the debug and KCSAN kernels (five to fifteen times slower under
+# TCG): LOOP_TIME_SCALE, which also scales the least number of rounds they
+# must do (lt_least()), the amounts some of them write (lt_scaled()), the
+# fuzzer's operations and the fault points visited. make prove-races runs
+# the race tests on Debian's 6.12 at their full time.
 once=loop_ioctl_test32,loop_badinput_test32
-guests="deb-6.1 $KDIR_61 /boot/vmlinuz-$KVER_61 $KVER_61 0 check 900 1 $once,loop_fuzz
+guests="deb-6.1 $KDIR_61 /boot/vmlinuz-$KVER_61 $KVER_61 0 check 900 0.5 $once,loop_fuzz
 deb-6.12 $KDIR_612 /boot/vmlinuz-$KVER_612 $KVER_612 0 check 900 0.5 loop_fuzz
 rt-6.12 $KDIR_612RT /boot/vmlinuz-$KVER_612RT $KVER_612RT 0 check 900 0.5 $once,loop_fuzz
-debug-6.12 @debug arch/x86/boot/bzImage - 1 check 2700 0.3 $once
-kcsan-6.12 @kcsan arch/x86/boot/bzImage - 0 races 1500 0.3"
+debug-6.12 @debug arch/x86/boot/bzImage - 1 check 2700 0.3 $once,loop_tools.sh
+kcsan-6.12 @kcsan arch/x86/boot/bzImage - 0 races 1500 0.3
+system-6.12 @system-6.12 - $KVER_612 - system - - -
+system-6.1 @system-6.1 - $KVER_61 - system - - -"
 
-status=0
-while read -r name kdir image kver debug mode limit scale skip; do
-	wanted "$name" || continue
-	case "$kdir" in @*)
-		kdir=$(await "${kdir#@}") ||
-			{ fail "$name" "its kernel builds"; continue; }
-		image=$kdir/$image ;;
-	esac
+# run_guest NAME KDIR IMAGE KVER DEBUG MODE LIMIT SCALE SKIP
+run_guest() {
+	local name=$1 kdir=$2 image=$3 kver=$4 debug=$5 mode=$6 limit=$7
+	local scale=$8 skip=${9:-} src stock=""
+
+	if [ "$mode" = system ]; then
+		echo "# ===== guest $name: Debian 12, systemd, udev, DKMS ($kver) ====="
+		./scripts/run-system-guest.sh "$name" "$kver" </dev/null |
+			tee "build/$name.tap" || status=1
+		return
+	fi
 	echo "# ===== guest $name: $image ====="
 	# Each kernel builds from its own copy: Kbuild writes beside sources.
 	src=build/$name/src
@@ -119,34 +127,79 @@ while read -r name kdir image kver debug mode limit scale skip; do
 	   grep -q 'warning:' "build/$name/build.log"; then
 		cat "build/$name/build.log"
 		fail "$name" "module builds without warnings"
-		continue
+		return
 	fi
-	stock=""
 	[ "$kver" != - ] && stock=$(ls /lib/modules/"$kver"/kernel/drivers/block/loop.ko* 2>/dev/null | head -n 1)
 	./scripts/mkinitramfs.sh "build/$name/initrd.gz" "$kver" "$src/loop.ko" $stock
 	if [ -n "${LOOP_SOAK:-}" ]; then
 		./scripts/run-guest.sh "$name" "$image" "build/$name/initrd.gz" soak \
 			"$debug" $((LOOP_SOAK + 1200)) "loop.soak=$LOOP_SOAK" \
 			</dev/null | tr -d '\r' | tee "build/$name.tap" || status=1
-		continue
+		return
 	fi
 	./scripts/run-guest.sh "$name" "$image" "build/$name/initrd.gz" "$mode" \
 		"$debug" "$limit" "loop.time=$scale" ${skip:+loop.skip=$skip} \
 		</dev/null | tr -d '\r' | tee "build/$name.tap" || status=1
-done <<< "$guests"
+}
 
-# The system guests (their image was built in the background, above).
-for g in "system-6.12 $KVER_612" "system-6.1 $KVER_61"; do
-	read -r name kver <<< "$g"
-	wanted "$name" || continue
-	[ -n "${LOOP_SOAK:-}" ] && continue
-	if ! await "$name" >/dev/null; then
-		fail "$name" "the system image builds"
+# The guests run one at a time (TCG is timing-sensitive), each as soon as
+# what it needs from the background is there: in the order above when
+# everything is cached; on a fresh machine the system guest fills the wait
+# for a guest kernel. A guest whose kernel or image failed to build is a
+# failure in its TAP.
+status=0
+pending=$(while read -r line; do
+	set -- $line
+	wanted "$1" || continue
+	[ -n "${LOOP_SOAK:-}" ] && [ "$6" = system ] && continue
+	echo "$line"
+done <<< "$guests")
+waited=0
+while [ -n "$pending" ]; do
+	chosen="" rest="" blocked=""
+	while read -r line; do
+		set -- $line
+		if [ -n "$chosen" ]; then
+			rest+="$line"$'\n'
+			continue
+		fi
+		case "$2" in
+		@*)
+			p=${2#@}
+			if [ ! -f "build/prep/$p.rc" ]; then
+				if ! kill -0 "$prep_pid" 2>/dev/null &&
+				   [ ! -f "build/prep/$p.rc" ]; then
+					echo "# $p: the background steps ended without it" >&2
+					fail "$1" "its kernel or image builds"
+				else
+					rest+="$line"$'\n'
+					blocked+=" $p"
+				fi
+				continue
+			fi
+			if ! out=$(await "$p"); then
+				fail "$1" "its kernel or image builds"
+				continue
+			fi
+			[ "$6" != system ] && line="$1 $out $out/$3 ${*:4}"
+			;;
+		esac
+		chosen=$line
+	done <<< "$pending"
+	pending=${rest%$'\n'}
+	if [ -n "$chosen" ]; then
+		waited=0
+		run_guest $chosen
 		continue
 	fi
-	echo "# ===== guest $name: Debian 12, systemd, udev, DKMS ($kver) ====="
-	./scripts/run-system-guest.sh "$name" "$kver" </dev/null |
-		tee "build/$name.tap" || status=1
+	[ -z "$pending" ] && break
+	if [ $((waited % 60)) = 0 ]; then
+		for p in $blocked; do
+			echo "# waiting for $p: $(tail -n 1 "build/prep/$p.err" 2>/dev/null)" >&2
+		done
+	fi
+	waited=$((waited + 5))
+	sleep 5
 done
 wait "$prep_pid"
 

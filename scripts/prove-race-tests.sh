@@ -7,7 +7,10 @@
 # "Expected to fail: [PROGRAM:]TEST" lines (PROGRAM defaults to
 # loop_race_test) in a guest, one guest per program, and require each to
 # fail (a kernel crash while the test runs counts: the guest panics on
-# oops). Prints TAP: "ok" means the breakage was caught.
+# oops). A patch with a "Kernel: kcsan" line breaks nothing a test can
+# see: it is built for the KCSAN guest kernel (scripts/build-kernel.sh
+# kcsan) and is caught when that kernel reports a data race in our module
+# while the named tests run. Prints TAP: "ok" means the breakage was caught.
 #   PROVE_ONLY="name ..."	only these breakages (patch names)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,17 +29,36 @@ for patch in scripts/breakages/*.patch; do
 	mkdir -p "$dir/src"
 	cp -r Kbuild Makefile dkms.conf drivers include "$dir/src/"
 	(cd "$dir/src" && patch -s -p1 < "$top/$patch") || exit 1
-	make -s -C "$KDIR_612" M="$top/$dir/src" modules > "$dir/build.log" 2>&1 ||
+	kernel=$(sed -n 's/^Kernel: //p' "$patch")
+	kdir=$KDIR_612 image=/boot/vmlinuz-$KVER_612 kver=$KVER_612
+	if [ "$kernel" = kcsan ]; then
+		kdir=$(./scripts/build-kernel.sh kcsan | tail -n 1) || exit 1
+		image=$kdir/arch/x86/boot/bzImage kver=-
+	fi
+	make -s -C "$kdir" M="$top/$dir/src" modules > "$dir/build.log" 2>&1 ||
 		{ cat "$dir/build.log"; exit 1; }
-	./scripts/mkinitramfs.sh "$dir/initrd.gz" "$KVER_612" "$dir/src/loop.ko"
+	./scripts/mkinitramfs.sh "$dir/initrd.gz" "$kver" "$dir/src/loop.ko"
 	for prog in $(echo "$expect" | cut -d: -f1 | sort -u); do
 		tests=$(echo "$expect" | sed -n "s/^$prog://p")
 		tap=$dir/$prog.tap
 		# Only the tests the patch names: each must fail.
-		./scripts/run-guest.sh "break-$name" "/boot/vmlinuz-$KVER_612" \
+		./scripts/run-guest.sh "break-$name" "$image" \
 			"$dir/initrd.gz" race 0 900 "loop.prog=$prog" \
 			"loop.test=$(echo $tests | tr ' ' ,)" \
 			</dev/null | tr -d '\r' > "$tap"
+		if [ "$kernel" = kcsan ]; then
+			n=$((n + 1))
+			# run-guest.sh prints the reports that name our module.
+			race=$(grep -a -m 1 'BUG: KCSAN: ' "$tap")
+			if [ -n "$race" ]; then
+				echo "ok $n $name: KCSAN reported a data race in our module while $prog ran $tests"
+				echo "$race" | sed 's/^# */# /'
+			else
+				echo "not ok $n $name: no KCSAN report in our module while $prog ran $tests"
+				failed=$((failed + 1))
+			fi
+			continue
+		fi
 		for t in $tests; do
 			n=$((n + 1))
 			# Kernel crash lines printed since the test started.

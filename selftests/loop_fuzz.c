@@ -413,6 +413,10 @@ int main(int argc, char **argv)
 	}
 	if (procs < 1 || procs > 16)
 		procs = 4;
+	if (ops < 1) {
+		fprintf(stderr, "%s: -n needs at least 1 operation\n", argv[0]);
+		return 2;
+	}
 	nprocs = procs;
 	signal(SIGALRM, on_alarm);
 	printf("TAP version 13\n1..1\n");

@@ -7,7 +7,8 @@
 #		/lib/modules/loop-stock.ko, the permission test and
 #		loop_stock_test first record the stock driver's answers in
 #		this guest
-#   LOOP_FUZZ_OPS	fuzzer operations per process (default 1500)
+#   LOOP_FUZZ_OPS	fuzzer operations per process (default 1500, scaled by
+#			LOOP_TIME_SCALE)
 #   LOOP_SKIP		selftest programs to leave out (make check runs some
 #			on one guest only)
 #   LOOP_ONLY		run only these selftest programs, and not the demo
@@ -62,7 +63,8 @@ for t in loop_ioctl_test loop_ioctl_test32 loop_badinput_test \
 	t0=$SECONDS
 	case "$t" in
 	*.sh) /usr/bin/bash "./$t" ;;
-	loop_fuzz) ./loop_fuzz -n "${LOOP_FUZZ_OPS:-1500}" ;;
+	loop_fuzz) ./loop_fuzz -n "${LOOP_FUZZ_OPS:-$(awk -v s="${LOOP_TIME_SCALE:-1}" \
+		'BEGIN { n = int(1500 * (s > 0 && s < 1 ? s : 1)); print (n > 100 ? n : 100) }')}" ;;
 	*) "./$t" ;;
 	esac 2>&1 | timed
 	[ "${PIPESTATUS[0]}" = 0 ] || failed=$((failed + 1))
