@@ -32,9 +32,14 @@
  * after the teardown's write-back used to be dropped without a trace, its
  * fsync() returning 0. Every write whose pwrite() and then fsync() both
  * succeeded must be in the backing file (or a later write of the same
- * slot); the others may fail, but not silently.
+ * slot); the others may fail, but not silently. Two writers, each with
+ * its own slots: one's fsync() must not take the error the other's lost
+ * write is owed. A fresh file each round, allocated, not written: the
+ * write-back of the first writes into it is slow (ext4 converts its
+ * unwritten extents), which widens the window.
  */
 #define RACE_SLOTS	64
+#define RACE_WRITERS	2
 
 struct wrace {
 	int fd;
@@ -44,14 +49,21 @@ struct wrace {
 	_Atomic long acks, fails;
 };
 
+struct wrace_writer_arg {
+	struct wrace *w;
+	unsigned int first;	/* its slots: first .. first + per - 1 */
+};
+
 static void *wrace_writer(void *arg)
 {
-	struct wrace *w = arg;
+	const struct wrace_writer_arg *a = arg;
+	const unsigned int per = RACE_SLOTS / RACE_WRITERS;
+	struct wrace *w = a->w;
 	unsigned long seq = 0;
 	__u64 buf[512];
 
 	while (!atomic_load(&w->stop)) {
-		unsigned int slot = seq % RACE_SLOTS;
+		unsigned int slot = a->first + seq % per;
 
 		seq++;
 		for (int i = 0; i < 512; i++)
@@ -69,28 +81,35 @@ static void *wrace_writer(void *arg)
 
 TEST(writes_racing_detach_are_in_the_file_or_fsync_fails)
 {
-	char *file = lt_make_file("wrace", 1 * MiB, 0);
 	double end = lt_deadline(40);
 	struct wrace *w = calloc(1, sizeof(*w));
+	struct wrace_writer_arg args[RACE_WRITERS];
 	long checked = 0, acks = 0, fails = 0;
 	int round;
 
-	ASSERT_NE(NULL, file);
 	ASSERT_NE(NULL, w);
 	for (round = 0; round < 150 && lt_now() < end; round++) {
+		char *file = lt_make_file("wrace", 1 * MiB, 0);
+		pthread_t thr[RACE_WRITERS];
 		__u64 buf[512];
-		pthread_t thr;
-		int n, bfd;
+		int n, bfd, i;
 
+		ASSERT_NE(NULL, file);
 		memset(w, 0, sizeof(*w));
 		w->fd = lt_attach_free_at(file, O_RDWR, 0, 0, &n);
 		ASSERT_LE(0, w->fd);
-		ASSERT_EQ(0, pthread_create(&thr, NULL, wrace_writer, w));
+		for (i = 0; i < RACE_WRITERS; i++) {
+			args[i].w = w;
+			args[i].first = i * (RACE_SLOTS / RACE_WRITERS);
+			ASSERT_EQ(0, pthread_create(&thr[i], NULL, wrace_writer,
+						    &args[i]));
+		}
 		usleep(random() % 30000);
 		ASSERT_EQ(0, ioctl(w->fd, LOOP_CLR_FD));
 		usleep(2000);
 		atomic_store(&w->stop, 1);
-		pthread_join(thr, NULL);
+		for (i = 0; i < RACE_WRITERS; i++)
+			pthread_join(thr[i], NULL);
 		close(w->fd);
 		bfd = open(file, O_RDONLY | O_CLOEXEC);
 		ASSERT_LE(0, bfd);
@@ -110,6 +129,8 @@ TEST(writes_racing_detach_are_in_the_file_or_fsync_fails)
 			checked++;
 		}
 		close(bfd);
+		unlink(file);
+		free(file);
 		acks += atomic_load(&w->acks);
 		fails += atomic_load(&w->fails);
 	}
@@ -117,8 +138,6 @@ TEST(writes_racing_detach_are_in_the_file_or_fsync_fails)
 	       round, acks, fails, checked);
 	ASSERT_LE(lt_least(10), round);
 	free(w);
-	unlink(file);
-	free(file);
 }
 
 /*

@@ -440,13 +440,23 @@ refuse:
 static bool loop_rq_beyond_capacity(struct loop_device *lo,
 				    struct request *rq)
 {
-	sector_t capacity;
-
-	/* A flush has no position (6.1 leaves it at -1). */
-	if (!blk_rq_sectors(rq))
-		return false;
 	/* Racy on purpose (see above): no lock orders it with a change. */
-	capacity = data_race(get_capacity(lo->lo_disk));
+	sector_t capacity = data_race(get_capacity(lo->lo_disk));
+
+	/*
+	 * A flush has no position (6.1 leaves it at -1). One that comes
+	 * after a teardown took the capacity to 0 fails, as it would once
+	 * the device is unbound: a buffered write that passed the size
+	 * check before that, but put its page in the cache after the
+	 * teardown dropped the cache, never reaches the file (write-back
+	 * skips a page beyond the end of the device without an error), and
+	 * its writer's fsync() must not return 0. Marking the mapping with
+	 * an error does not do: another thread's fsync() on the same
+	 * descriptor may see that error first.
+	 */
+	if (!blk_rq_sectors(rq))
+		return !capacity && req_op(rq) == REQ_OP_FLUSH &&
+		       READ_ONCE(lo->lo_state) == LO_RUNDOWN;
 	return blk_rq_pos(rq) + blk_rq_sectors(rq) > capacity;
 }
 

@@ -298,7 +298,8 @@ static void loop_new_diskseq(struct loop_device *lo, bool unused)
  * went to 0; it can no longer reach the file (write-back beyond the end of
  * the device is skipped), and one added meanwhile is dropped by the next
  * attach: either way its writer's fsync() must say so (EIO), not return 0.
- * May sleep.
+ * A dirty page found here marks the mapping; for one added after, the
+ * flush of that fsync() fails (loop_rq_beyond_capacity()). May sleep.
  */
 static void loop_drop_page_cache(struct block_device *part0)
 {
