@@ -379,8 +379,9 @@ static void loop_inflight_put(struct loop_device *lo)
  * Wait for every request in the driver to complete; until loop_end_drain(),
  * ->queue_rq fails new ones. Only the teardown uses it, after setting the
  * capacity to 0: the block layer then stops new reads and writes itself,
- * so what can still arrive is an empty flush, which would fail anyway once
- * the file is gone. Caller holds lo_mutex. May sleep.
+ * and ->queue_rq fails flushes in rundown (loop_rq_beyond_capacity()), so
+ * nothing new can arrive but what a drain fails too. Caller holds lo_mutex.
+ * May sleep.
  */
 void loop_drain_io(struct loop_device *lo)
 {
@@ -440,23 +441,28 @@ refuse:
 static bool loop_rq_beyond_capacity(struct loop_device *lo,
 				    struct request *rq)
 {
-	/* Racy on purpose (see above): no lock orders it with a change. */
-	sector_t capacity = data_race(get_capacity(lo->lo_disk));
+	sector_t capacity;
 
 	/*
 	 * A flush has no position (6.1 leaves it at -1). One that comes
-	 * after a teardown took the capacity to 0 fails, as it would once
-	 * the device is unbound: a buffered write that passed the size
-	 * check before that, but put its page in the cache after the
+	 * while the device runs down fails, as one does once it is unbound
+	 * (the write cache stays on for that, see loop_unbind_file()): a
+	 * buffered write that passed the size check before the teardown
+	 * took the capacity to 0, but put its page in the cache after the
 	 * teardown dropped the cache, never reaches the file (write-back
 	 * skips a page beyond the end of the device without an error), and
 	 * its writer's fsync() must not return 0. Marking the mapping with
 	 * an error does not do: another thread's fsync() on the same
-	 * descriptor may see that error first.
+	 * descriptor may hear of that error first. Keyed on the state, set
+	 * before the capacity changes (locks order the two), not on the
+	 * capacity, whose two fields set_capacity() stores unordered. The
+	 * teardown sends no flush of its own.
 	 */
 	if (!blk_rq_sectors(rq))
-		return !capacity && req_op(rq) == REQ_OP_FLUSH &&
+		return req_op(rq) == REQ_OP_FLUSH &&
 		       READ_ONCE(lo->lo_state) == LO_RUNDOWN;
+	/* Racy on purpose (see above): no lock orders it with a change. */
+	capacity = data_race(get_capacity(lo->lo_disk));
 	return blk_rq_pos(rq) + blk_rq_sectors(rq) > capacity;
 }
 

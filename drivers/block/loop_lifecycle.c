@@ -298,8 +298,11 @@ static void loop_new_diskseq(struct loop_device *lo, bool unused)
  * went to 0; it can no longer reach the file (write-back beyond the end of
  * the device is skipped), and one added meanwhile is dropped by the next
  * attach: either way its writer's fsync() must say so (EIO), not return 0.
- * A dirty page found here marks the mapping; for one added after, the
- * flush of that fsync() fails (loop_rq_beyond_capacity()). May sleep.
+ * A dirty page found here marks the mapping (which only the first fsync()
+ * of each descriptor hears of); for one added or dirtied during or after
+ * the truncation, the flush of that fsync() fails: in rundown by
+ * loop_rq_beyond_capacity(), once unbound by state (loop_unbind_file()
+ * keeps the write cache so that the flush reaches ->queue_rq). May sleep.
  */
 static void loop_drop_page_cache(struct block_device *part0)
 {
@@ -765,10 +768,17 @@ static void loop_rundown_drop_partitions(struct loop_device *lo)
 /*
  * Unbind the backing file and reset the configuration and limits; return
  * the file, whose reference passes to the caller. The I/O is drained.
+ *
+ * The write cache stays advertised: without it the block layer completes
+ * a flush without asking us, and the fsync() of a writer whose page the
+ * teardown could not write (see loop_drop_page_cache()) would return 0.
+ * With it, ->queue_rq fails the flush of an unbound device (EIO, as stock
+ * 6.12 does; stock 6.1 turns the cache off and returns 0).
  */
 static struct file *loop_unbind_file(struct loop_device *lo, gfp_t *gfp)
 {
-	struct loop_limits ll = { .block_size = SECTOR_SIZE };
+	struct loop_limits ll = { .block_size = SECTOR_SIZE,
+				  .write_cache = true };
 	struct file *file = lo->lo_backing_file;
 
 	lockdep_assert_held(&lo->lo_mutex);
