@@ -449,8 +449,9 @@ static bool loop_rq_beyond_capacity(struct loop_device *lo,
 	 * (the write cache stays on for that, see loop_unbind_file()): a
 	 * buffered write that passed the size check before the teardown
 	 * took the capacity to 0, but put its page in the cache after the
-	 * teardown dropped the cache, never reaches the file (write-back
-	 * skips a page beyond the end of the device without an error), and
+	 * teardown dropped the cache, never reaches the file (6.1 skips the
+	 * write-back of a page beyond the end of the device without an
+	 * error; 6.12 puts the size back and fails the write-back), and
 	 * its writer's fsync() must not return 0. Marking the mapping with
 	 * an error does not do: another thread's fsync() on the same
 	 * descriptor may hear of that error first. Keyed on the state, set
