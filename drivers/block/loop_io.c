@@ -451,7 +451,7 @@ static bool loop_rq_beyond_capacity(struct loop_device *lo,
 	 * took the capacity to 0, but put its page in the cache after the
 	 * teardown dropped the cache, never reaches the file (6.1 skips the
 	 * write-back of a page beyond the end of the device without an
-	 * error; 6.12 puts the size back and fails the write-back), and
+	 * error; 6.12 refuses such a stalled write, not relied on here), and
 	 * its writer's fsync() must not return 0. Marking the mapping with
 	 * an error does not do: another thread's fsync() on the same
 	 * descriptor may hear of that error first. Keyed on the state, set

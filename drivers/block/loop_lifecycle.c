@@ -296,7 +296,7 @@ static void loop_new_diskseq(struct loop_device *lo, bool unused)
  * teardown). A page still dirty here was written after the teardown's
  * write-back, by a write that passed the size check before the capacity
  * went to 0; it can no longer reach the file (write-back beyond the end of
- * the device is skipped on 6.1, fails on 6.12), and one added meanwhile is dropped by the next
+ * the device is skipped on 6.1), and one added meanwhile is dropped by the next
  * attach: either way its writer's fsync() must say so (EIO), not return 0.
  * A dirty page found here marks the mapping (which only the first fsync()
  * of each descriptor hears of); for one added or dirtied during or after
