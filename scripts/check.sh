@@ -54,28 +54,14 @@ prep_pid=$!
 set +m
 trap 'kill -- -$prep_pid 2>/dev/null' EXIT
 
-# await NAME: wait for the background step NAME, showing its progress once
-# a minute; prints its result (the last line of its output). Fails if it
-# did, or if the background chain died before it.
-await() {
-	local name=$1 n=0
-	while [ ! -f "build/prep/$name.rc" ]; do
-		if ! kill -0 "$prep_pid" 2>/dev/null; then
-			[ -f "build/prep/$name.rc" ] && break
-			echo "# $name: the background steps ended without it" >&2
-			return 1
-		fi
-		if [ $((n % 60)) = 0 ]; then
-			echo "# waiting for $name: $(tail -n 1 "build/prep/$name.err" 2>/dev/null)" >&2
-		fi
-		n=$((n + 5))
-		sleep 5
-	done
-	if [ "$(cat "build/prep/$name.rc")" != 0 ]; then
-		tail -n 30 "build/prep/$name.err" | sed 's/^/# /' >&2
+# result NAME: the result of the finished background step NAME (the last
+# line of its output); fails, showing its log, if the step did.
+result() {
+	if [ "$(cat "build/prep/$1.rc")" != 0 ]; then
+		tail -n 30 "build/prep/$1.err" | sed 's/^/# /' >&2
 		return 1
 	fi
-	tail -n 1 "build/prep/$name.out"
+	tail -n 1 "build/prep/$1.out"
 }
 # fail NAME WHAT: a failure of the host's part of guest NAME, in its TAP.
 fail() {
@@ -177,7 +163,7 @@ while [ -n "$pending" ]; do
 				fi
 				continue
 			fi
-			if ! out=$(await "$p"); then
+			if ! out=$(result "$p"); then
 				fail "$1" "its kernel or image builds"
 				continue
 			fi

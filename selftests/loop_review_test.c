@@ -160,12 +160,19 @@ TEST(writes_racing_detach_are_in_the_file_or_fsync_fails)
  * turned off at the unbind: the block layer completed the flush without
  * asking the driver).
  */
+struct stalled_write {
+	int fd;
+	void *buf;
+	ssize_t written;
+	int error;
+};
+
 static void *stalled_writer(void *arg)
 {
-	void **a = arg;
+	struct stalled_write *sw = arg;
 
-	a[2] = (void *)(long)pwrite((int)(long)a[0], a[1], 4096, 0);
-	a[3] = (void *)(long)errno;
+	sw->written = pwrite(sw->fd, sw->buf, 4096, 0);
+	sw->error = errno;
 	return NULL;
 }
 
@@ -180,7 +187,7 @@ TEST(write_stalled_across_detach_fails_its_fsync)
 	struct uffdio_copy copy;
 	struct pollfd pfd;
 	int uffd, n, fd, bfd, first, second, second_errno;
-	void *arg[4];
+	struct stalled_write sw = { .written = -2 };
 	pthread_t thr;
 
 	ASSERT_NE(NULL, file);
@@ -200,16 +207,15 @@ TEST(write_stalled_across_detach_fails_its_fsync)
 	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
 	fd = lt_attach_free_at(file, O_RDWR, 0, 0, &n);
 	ASSERT_LE(0, fd);
-	arg[0] = (void *)(long)fd;
-	arg[1] = buf;
-	arg[2] = (void *)-2L;
-	ASSERT_EQ(0, pthread_create(&thr, NULL, stalled_writer, arg));
+	sw.fd = fd;
+	sw.buf = buf;
+	ASSERT_EQ(0, pthread_create(&thr, NULL, stalled_writer, &sw));
 	/* The writer is in the fault: past the size check. */
 	pfd.fd = uffd;
 	pfd.events = POLLIN;
 	ASSERT_EQ(1, poll(&pfd, 1, 20000)) {
-		TH_LOG("the write did not fault in 20 s (pwrite: %ld)",
-		       (long)arg[2]);
+		TH_LOG("the write did not fault in 20 s (pwrite: %zd)",
+		       sw.written);
 	}
 	ASSERT_EQ((ssize_t)sizeof(msg), read(uffd, &msg, sizeof(msg)));
 	ASSERT_EQ(UFFD_EVENT_PAGEFAULT, msg.event);
@@ -226,22 +232,22 @@ TEST(write_stalled_across_detach_fails_its_fsync)
 	first = fsync(fd);
 	second = fsync(fd);
 	second_errno = errno;
-	TH_LOG("pwrite: %ld (%s), fsync: %d, then %d (%s)", (long)arg[2],
-	       (long)arg[2] < 0 ? strerror((long)arg[3]) : "ok", first,
+	TH_LOG("pwrite: %zd (%s), fsync: %d, then %d (%s)", sw.written,
+	       sw.written < 0 ? strerror(sw.error) : "ok", first,
 	       second, second ? strerror(second_errno) : "ok");
 	/*
 	 * 6.12 refuses the write once its fault is resolved (iomap checks
 	 * again): nothing was acknowledged. 6.1 copies it into the page.
 	 */
-	if ((long)arg[2] != -1)
-		ASSERT_EQ(4096, (long)arg[2]);
+	if (sw.written != -1)
+		ASSERT_EQ(4096, sw.written);
 	/* Not in the file: the device was unbound before the page existed. */
 	bfd = open(file, O_RDONLY | O_CLOEXEC);
 	ASSERT_LE(0, bfd);
 	ASSERT_EQ(4096, pread(bfd, got, sizeof(got), 0));
 	close(bfd);
 	ASSERT_NE(0xab, got[0]);
-	if ((long)arg[2] == 4096) {
+	if (sw.written == 4096) {
 		ASSERT_EQ(-1, second) {
 			TH_LOG("the write was lost, and fsync() returned 0");
 		}

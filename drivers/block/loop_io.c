@@ -379,7 +379,7 @@ static void loop_inflight_put(struct loop_device *lo)
  * Wait for every request in the driver to complete; until loop_end_drain(),
  * ->queue_rq fails new ones. Only the teardown uses it, after setting the
  * capacity to 0: the block layer then stops new reads and writes itself,
- * and ->queue_rq fails flushes in rundown (loop_rq_beyond_capacity()), so
+ * and ->queue_rq fails flushes in rundown (loop_rq_flush_in_rundown()), so
  * nothing new can arrive but what a drain fails too. Caller holds lo_mutex.
  * May sleep.
  */
@@ -443,28 +443,33 @@ static bool loop_rq_beyond_capacity(struct loop_device *lo,
 {
 	sector_t capacity;
 
-	/*
-	 * A flush has no position (6.1 leaves it at -1). One that comes
-	 * while the device runs down fails, as one does once it is unbound
-	 * (the write cache stays on for that, see loop_unbind_file()): a
-	 * buffered write that passed the size check before the teardown
-	 * took the capacity to 0, but put its page in the cache after the
-	 * teardown dropped the cache, never reaches the file (6.1 skips the
-	 * write-back of a page beyond the end of the device without an
-	 * error; 6.12 refuses such a stalled write, not relied on here), and
-	 * its writer's fsync() must not return 0. Marking the mapping with
-	 * an error does not do: another thread's fsync() on the same
-	 * descriptor may hear of that error first. Keyed on the state, set
-	 * before the capacity changes (locks order the two), not on the
-	 * capacity, whose two fields set_capacity() stores unordered. The
-	 * teardown sends no flush of its own.
-	 */
+	/* A flush has no position (6.1 leaves it at -1). */
 	if (!blk_rq_sectors(rq))
-		return req_op(rq) == REQ_OP_FLUSH &&
-		       READ_ONCE(lo->lo_state) == LO_RUNDOWN;
+		return false;
 	/* Racy on purpose (see above): no lock orders it with a change. */
 	capacity = data_race(get_capacity(lo->lo_disk));
 	return blk_rq_pos(rq) + blk_rq_sectors(rq) > capacity;
+}
+
+/*
+ * A flush while the device runs down fails, as one does once it is unbound
+ * (the write cache stays on for that, see loop_unbind_file()): a buffered
+ * write that passed the size check before the teardown took the capacity
+ * to 0, but put its page in the cache after the teardown dropped the
+ * cache, never reaches the file (6.1 skips the write-back of a page beyond
+ * the end of the device without an error; 6.12 refuses such a stalled
+ * write, not relied on here), and its writer's fsync() must not return 0.
+ * Marking the mapping with an error does not do: another thread's fsync()
+ * on the same descriptor may hear of that error first. Keyed on the state,
+ * set before the capacity changes (locks order the two), not on the
+ * capacity, whose two fields set_capacity() stores unordered. The teardown
+ * sends no flush of its own. Does not sleep.
+ */
+static bool loop_rq_flush_in_rundown(struct loop_device *lo,
+				     struct request *rq)
+{
+	return req_op(rq) == REQ_OP_FLUSH &&
+	       READ_ONCE(lo->lo_state) == LO_RUNDOWN;
 }
 
 /*
@@ -502,6 +507,7 @@ static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
 	if (cmd->requeued)
 		cmd->requeued = false;
 	else if (unlikely(loop_rq_beyond_capacity(lo, rq) ||
+			  loop_rq_flush_in_rundown(lo, rq) ||
 			  loop_rq_from_dead_partition(lo, rq)) ||
 		 !loop_inflight_get(lo))
 		return BLK_STS_IOERR;

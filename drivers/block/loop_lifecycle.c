@@ -301,7 +301,7 @@ static void loop_new_diskseq(struct loop_device *lo, bool unused)
  * A dirty page found here marks the mapping (which only the first fsync()
  * of each descriptor hears of); for one added or dirtied during or after
  * the truncation, the flush of that fsync() fails: in rundown by
- * loop_rq_beyond_capacity(), once unbound by state (loop_unbind_file()
+ * loop_rq_flush_in_rundown(), once unbound by state (loop_unbind_file()
  * keeps the write cache so that the flush reaches ->queue_rq). May sleep.
  */
 static void loop_drop_page_cache(struct block_device *part0)
