@@ -57,7 +57,7 @@ lint:
 selftests:
 	$(MAKE) -C selftests
 
-check: deps
+check:
 	./scripts/check.sh
 
 vm: deps

@@ -14,7 +14,6 @@
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
-. scripts/kernels.sh
 mkdir -p build
 rm -f build/*.tap build/*.klog
 rm -rf build/prep
@@ -23,36 +22,52 @@ start=$(date +%s)
 want=${LOOP_KERNELS:-deb-6.1 deb-6.12 rt-6.12 debug-6.12 kcsan-6.12 system-6.12}
 wanted() { case " $want " in *" $1 "*) return 0 ;; esac; return 1; }
 
-./scripts/extract-source.sh >/dev/null || exit 1
-make -s -C selftests >/dev/null || { echo "selftests do not build"; exit 1; }
-
-# What takes long and needs no guest (our two guest kernels, about 10
-# minutes each on 2 CPUs, and the system image) is made in the background
+# What takes long and needs no guest (our two guest kernels, 15 and 8
+# minutes on 2 idle CPUs, and the system image) is made in the background
 # at the lowest CPU priority while the guests that need none of it run: a
-# TCG guest leaves about half of the 2 CPUs idle (measured: 44% idle during
-# deb-6.1, 48% during debug-6.12), and a niced build takes only that. Each
-# result is cached, so a second run finds them at once. build/prep/NAME.out
-# gets the result's path, NAME.err the progress, NAME.rc the exit status.
+# TCG guest leaves part of the 2 CPUs idle, and a niced build takes what
+# it leaves. The kernels' build starts as soon as their packages are in,
+# while the rest installs. Each result is cached, so a second run finds
+# them at once. build/prep/NAME.out gets the result's path, NAME.err the
+# progress, NAME.rc the exit status, NAME.time its wall and CPU seconds.
 prep() {
-	local name=$1
+	local name=$1 rc
 	shift
-	nice -n 19 "$@" > "build/prep/$name.out" 2> "build/prep/$name.err"
-	echo $? > "build/prep/$name.rc.tmp"
+	{ time nice -n 19 "$@" > "build/prep/$name.out" \
+		2> "build/prep/$name.err"; } 2> "build/prep/$name.time"
+	rc=$?
+	echo "$rc" > "build/prep/$name.rc.tmp"
 	mv "build/prep/$name.rc.tmp" "build/prep/$name.rc"
 }
+TIMEFORMAT='%R %U %S'
+./scripts/install-deps.sh kernel || exit 1
 set -m	# the background steps in a process group of their own
 (
-	# The system image first: a few minutes, most of them not on the
-	# CPU; its guest can then run while a guest kernel still builds.
-	wanted system-6.12 && prep system-6.12 ./scripts/system-image.sh "$KVER_612"
-	wanted debug-6.12 && prep debug ./scripts/build-kernel.sh debug
-	wanted kcsan-6.12 && prep kcsan ./scripts/build-kernel.sh kcsan
-	wanted system-6.1 && prep system-6.1 ./scripts/system-image.sh "$KVER_61"
-	true
+	(
+		prep src ./scripts/extract-source.sh
+		wanted debug-6.12 && prep debug ./scripts/build-kernel.sh debug
+		wanted kcsan-6.12 && prep kcsan ./scripts/build-kernel.sh kcsan
+		true
+	) &
+	# The system images once everything is installed (mmdebstrap).
+	while [ ! -f build/prep/deps.rc ]; do sleep 1; done
+	if [ "$(cat build/prep/deps.rc)" = 0 ]; then
+		. scripts/kernels.sh
+		wanted system-6.12 && prep system-6.12 ./scripts/system-image.sh "$KVER_612"
+		wanted system-6.1 && prep system-6.1 ./scripts/system-image.sh "$KVER_61"
+	fi
+	wait
 ) </dev/null &
 prep_pid=$!
 set +m
 trap 'kill -- -$prep_pid 2>/dev/null' EXIT
+./scripts/install-deps.sh
+echo $? > build/prep/deps.rc
+[ "$(cat build/prep/deps.rc)" = 0 ] || exit 1
+. scripts/kernels.sh	# which kernels are installed
+while [ ! -f build/prep/src.rc ]; do sleep 1; done
+[ "$(cat build/prep/src.rc)" = 0 ] || { cat build/prep/src.err; exit 1; }
+make -s -C selftests >/dev/null || { echo "selftests do not build"; exit 1; }
 
 # result NAME: the result of the finished background step NAME (the last
 # line of its output); fails, showing its log, if the step did.
@@ -62,6 +77,13 @@ result() {
 		return 1
 	fi
 	tail -n 1 "build/prep/$1.out"
+}
+# cputime WHAT FILE: the wall and CPU seconds of a step, as bash's time
+# (TIMEFORMAT above) wrote them to FILE.
+cputime() {
+	awk -v what="$1" 'NF == 3 {
+		printf "# %s: %d s, CPU %d s (%.2f CPUs)\n", what, $1, $2 + $3,
+			($1 > 0 ? ($2 + $3) / $1 : 0) }' "$2"
 }
 # fail NAME WHAT: a failure of the host's part of guest NAME, in its TAP.
 fail() {
@@ -77,17 +99,17 @@ fail() {
 # the kernel's debug options) on the Debian kernels. The KCSAN guest runs
 # the race tests and the fuzzer (the rundown and review tests, also
 # concurrent, run under lockdep and KASAN on the debug kernel).
-# The tests bounded by time run half their time on the Debian kernels, 0.3
-# of it on the debug and KCSAN kernels (five to fifteen times slower under
-# TCG): LOOP_TIME_SCALE, which also scales the least number of rounds they
-# must do (lt_least()), the amounts some of them write (lt_scaled()), the
+# The tests bounded by time run 0.3 of their time on the Debian kernels
+# and the KCSAN kernel, 0.2 of it on the debug kernel (five to fifteen
+# times slower under TCG): LOOP_TIME_SCALE, which also scales the least
+# number of rounds they must do (lt_least()), the amounts some of them write (lt_scaled()), the
 # fuzzer's operations and the fault points visited. make prove-races runs
 # the race tests on Debian's 6.12 at their full time.
 once=loop_ioctl_test32,loop_badinput_test32
-guests="deb-6.1 $KDIR_61 /boot/vmlinuz-$KVER_61 $KVER_61 0 check 900 0.5 $once,loop_fuzz
-deb-6.12 $KDIR_612 /boot/vmlinuz-$KVER_612 $KVER_612 0 check 900 0.5 loop_fuzz
-rt-6.12 $KDIR_612RT /boot/vmlinuz-$KVER_612RT $KVER_612RT 0 check 900 0.5 $once,loop_fuzz
-debug-6.12 @debug arch/x86/boot/bzImage - 1 check 2700 0.3 $once,loop_tools.sh
+guests="deb-6.1 $KDIR_61 /boot/vmlinuz-$KVER_61 $KVER_61 0 check 900 0.3 $once,loop_fuzz
+deb-6.12 $KDIR_612 /boot/vmlinuz-$KVER_612 $KVER_612 0 check 900 0.3 loop_fuzz
+rt-6.12 $KDIR_612RT /boot/vmlinuz-$KVER_612RT $KVER_612RT 0 check 900 0.3 $once,loop_fuzz
+debug-6.12 @debug arch/x86/boot/bzImage - 1 check 2700 0.2 $once,loop_tools.sh
 kcsan-6.12 @kcsan arch/x86/boot/bzImage - 0 races 1500 0.3
 system-6.12 @system-6.12 - $KVER_612 - system - - -
 system-6.1 @system-6.1 - $KVER_61 - system - - -"
@@ -175,7 +197,9 @@ while [ -n "$pending" ]; do
 	pending=${rest%$'\n'}
 	if [ -n "$chosen" ]; then
 		waited=0
-		run_guest $chosen
+		name=${chosen%% *}
+		{ time run_guest $chosen 2>&3; } 3>&2 2> "build/$name.time"
+		cputime "guest $name" "build/$name.time"
 		continue
 	fi
 	[ -z "$pending" ] && break
@@ -188,10 +212,19 @@ while [ -n "$pending" ]; do
 	sleep 5
 done
 wait "$prep_pid"
+for f in build/prep/*.time; do
+	name=${f##*/}
+	[ -s "$f" ] && cputime "background step ${name%.time}" "$f"
+done
 
 pass=$(cat build/*.tap 2>/dev/null | grep -E '^ *ok ' | grep -vc '# SKIP')
 skip=$(cat build/*.tap 2>/dev/null | grep -E '^ *ok ' | grep -c '# SKIP')
 fail=$(cat build/*.tap 2>/dev/null | grep -cE '^ *not ok ')
-echo "# wall time: $(( $(date +%s) - start ))s"
+# CPU seconds of everything this script waited for (bash's times:
+# "XmY.YYYs XmY.YYYs", user and system, of the children).
+times > build/prep/times
+cpu=$(tail -n 1 build/prep/times | awk '{ t = 0; for (i = 1; i <= 2; i++) {
+	split($i, a, "m"); t += a[1] * 60 + a[2] }; printf "%d", t }')
+echo "# wall time: $(( $(date +%s) - start ))s, CPU time: ${cpu}s"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$status" = 0 ] && [ "$fail" = 0 ]

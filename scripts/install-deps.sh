@@ -9,18 +9,51 @@
 # PREEMPT_RT, image and headers), never a hard-coded patch release.
 # mmdebstrap and qemu-utils (qemu-img) build and boot the system guest
 # (scripts/system-image.sh, scripts/run-system-guest.sh).
+#   install-deps.sh		everything
+#   install-deps.sh kernel	only what building the guest kernels needs
+#				(make check builds them while the rest
+#				installs)
 set -euo pipefail
+
+# Before an installation, the package lists are refreshed, unless this
+# script did so in the last 30 minutes (make check calls it twice).
+stamp=/var/lib/apt/lists/.loop-rework-updated
+update() {
+	[ -n "$(find "$stamp" -mmin -30 2>/dev/null)" ] && return 0
+	echo "apt-get update" >&2
+	apt-get update -qq
+	touch "$stamp"
+}
+install() {
+	[ -n "$1" ] || return 0
+	echo "installing:$1 (a few minutes on a fresh machine)" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $1 >/dev/null
+}
+missing_of() {
+	local p out=""
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+			out="$out $p"
+	done
+	echo "$out"
+}
+
+if [ "${1:-}" = kernel ]; then
+	missing=$(missing_of build-essential bc bison flex libelf-dev libssl-dev \
+		dwarves xz-utils linux-source-6.12)
+	if [ -n "$missing" ]; then
+		update
+		install "$missing"
+	fi
+	exit 0
+fi
 
 base_pkgs="build-essential bc bison flex libelf-dev libssl-dev dwarves cpio
 xz-utils kmod qemu-system-x86 busybox-static sparse dkms util-linux fdisk
 e2fsprogs fio gcc-multilib linux-source-6.12 linux-headers-amd64 linux-image-amd64 bash
 linux-headers-rt-amd64 btrfs-progs jfsutils mmdebstrap qemu-utils"
 
-missing=""
-for p in $base_pkgs; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
-		missing="$missing $p"
-done
+missing=$(missing_of $base_pkgs)
 
 newest_612() {
 	# Newest linux-image-6.12.N+deb12-$1 the archive offers.
@@ -31,20 +64,12 @@ newest_612() {
 img612=$(newest_612 amd64 || true)
 rt612=$(newest_612 rt-amd64 || true)
 if [ -z "$img612" ] || [ -z "$rt612" ] || [ -n "$missing" ]; then
-	echo "apt-get update" >&2
-	apt-get update -qq
+	update
 	img612=$(newest_612 amd64)
 	rt612=$(newest_612 rt-amd64)
 fi
 [ -n "$img612" ] || { echo "no linux-image-6.12 in the archive" >&2; exit 1; }
 [ -n "$rt612" ] || { echo "no linux-image-6.12 rt in the archive" >&2; exit 1; }
-for p in "$img612" "${img612/linux-image-/linux-headers-}" \
-	 "$rt612" "${rt612/linux-image-/linux-headers-}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
-		missing="$missing $p"
-done
-
-if [ -n "$missing" ]; then
-	echo "installing:$missing (a few minutes on a fresh machine)" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-fi
+missing="$missing$(missing_of "$img612" "${img612/linux-image-/linux-headers-}" \
+	"$rt612" "${rt612/linux-image-/linux-headers-}")"
+install "$missing"
