@@ -12,6 +12,7 @@
 #			if named)
 #   LOOP_SOAK=SECONDS	instead of the selftests, run the soak (make soak)
 set -uo pipefail
+export LC_NUMERIC=C	# the decimal point of time's and times' figures
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
 mkdir -p build
@@ -33,24 +34,31 @@ wanted() { case " $want " in *" $1 "*) return 0 ;; esac; return 1; }
 prep() {
 	local name=$1 rc
 	shift
-	{ time nice -n 19 "$@" > "build/prep/$name.out" \
-		2> "build/prep/$name.err"; } 2> "build/prep/$name.time"
+	# time in a subshell, which has no other child that could end (and
+	# be counted) meanwhile.
+	( time nice -n 19 "$@" > "build/prep/$name.out" \
+		2> "build/prep/$name.err" ) 2> "build/prep/$name.time"
 	rc=$?
 	echo "$rc" > "build/prep/$name.rc.tmp"
 	mv "build/prep/$name.rc.tmp" "build/prep/$name.rc"
 }
 TIMEFORMAT='%R %U %S'
+export LOOP_APT_STAMP=$top/build/prep/apt-updated
 ./scripts/install-deps.sh kernel || exit 1
 set -m	# the background steps in a process group of their own
 (
 	(
 		prep src ./scripts/extract-source.sh
+		[ "$(cat build/prep/src.rc)" = 0 ] || exit 1
 		wanted debug-6.12 && prep debug ./scripts/build-kernel.sh debug
 		wanted kcsan-6.12 && prep kcsan ./scripts/build-kernel.sh kcsan
 		true
 	) &
 	# The system images once everything is installed (mmdebstrap).
-	while [ ! -f build/prep/deps.rc ]; do sleep 1; done
+	while [ ! -f build/prep/deps.rc ]; do
+		kill -0 $$ 2>/dev/null || exit 1	# make check is gone
+		sleep 1
+	done
 	if [ "$(cat build/prep/deps.rc)" = 0 ]; then
 		. scripts/kernels.sh
 		wanted system-6.12 && prep system-6.12 ./scripts/system-image.sh "$KVER_612"
@@ -62,10 +70,15 @@ prep_pid=$!
 set +m
 trap 'kill -- -$prep_pid 2>/dev/null' EXIT
 ./scripts/install-deps.sh
-echo $? > build/prep/deps.rc
+echo $? > build/prep/deps.rc.tmp
+mv build/prep/deps.rc.tmp build/prep/deps.rc
 [ "$(cat build/prep/deps.rc)" = 0 ] || exit 1
 . scripts/kernels.sh	# which kernels are installed
-while [ ! -f build/prep/src.rc ]; do sleep 1; done
+while [ ! -f build/prep/src.rc ]; do
+	kill -0 "$prep_pid" 2>/dev/null || [ -f build/prep/src.rc ] ||
+		{ echo "the source's extraction did not finish"; exit 1; }
+	sleep 1
+done
 [ "$(cat build/prep/src.rc)" = 0 ] || { cat build/prep/src.err; exit 1; }
 make -s -C selftests >/dev/null || { echo "selftests do not build"; exit 1; }
 
@@ -198,7 +211,9 @@ while [ -n "$pending" ]; do
 	if [ -n "$chosen" ]; then
 		waited=0
 		name=${chosen%% *}
-		{ time run_guest $chosen 2>&3; } 3>&2 2> "build/$name.time"
+		# In a subshell, as prep() (its status is the guest's).
+		( time run_guest $chosen 2>&3; exit "$status" ) 3>&2 \
+			2> "build/$name.time" || status=1
 		cputime "guest $name" "build/$name.time"
 		continue
 	fi
@@ -220,11 +235,13 @@ done
 pass=$(cat build/*.tap 2>/dev/null | grep -E '^ *ok ' | grep -vc '# SKIP')
 skip=$(cat build/*.tap 2>/dev/null | grep -E '^ *ok ' | grep -c '# SKIP')
 fail=$(cat build/*.tap 2>/dev/null | grep -cE '^ *not ok ')
-# CPU seconds of everything this script waited for (bash's times:
-# "XmY.YYYs XmY.YYYs", user and system, of the children).
+# CPU seconds of this script and of everything it waited for (bash's
+# times: "XmY.YYYs XmY.YYYs", user and system, of the shell, then of its
+# children).
 times > build/prep/times
-cpu=$(tail -n 1 build/prep/times | awk '{ t = 0; for (i = 1; i <= 2; i++) {
-	split($i, a, "m"); t += a[1] * 60 + a[2] }; printf "%d", t }')
+cpu=$(awk '{ for (i = 1; i <= 2; i++) {
+	split($i, a, "m"); t += a[1] * 60 + a[2] } } END { printf "%d", t }' \
+	build/prep/times)
 echo "# wall time: $(( $(date +%s) - start ))s, CPU time: ${cpu}s"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$status" = 0 ] && [ "$fail" = 0 ]

@@ -15,17 +15,18 @@
 #				installs)
 set -euo pipefail
 
-# Before an installation, the package lists are refreshed, unless this
-# script did so in the last 30 minutes (make check calls it twice).
-stamp=/var/lib/apt/lists/.loop-rework-updated
+# Before an installation, the package lists are refreshed, once per run:
+# make check calls this script twice, with LOOP_APT_STAMP naming a file of
+# its own run, which the first update creates.
 update() {
-	[ -n "$(find "$stamp" -mmin -30 2>/dev/null)" ] && return 0
+	[ -n "${LOOP_APT_STAMP:-}" ] && [ -f "$LOOP_APT_STAMP" ] && return 0
 	echo "apt-get update" >&2
 	apt-get update -qq
-	touch "$stamp"
+	[ -z "${LOOP_APT_STAMP:-}" ] || touch "$LOOP_APT_STAMP"
 }
 install() {
 	[ -n "$1" ] || return 0
+	update
 	echo "installing:$1 (a few minutes on a fresh machine)" >&2
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $1 >/dev/null
 }
@@ -38,13 +39,11 @@ missing_of() {
 	echo "$out"
 }
 
+# The kernels' set holds the whole compiler (gcc-multilib pins gcc's and
+# libc's versions): the second call must not change it under their build.
 if [ "${1:-}" = kernel ]; then
-	missing=$(missing_of build-essential bc bison flex libelf-dev libssl-dev \
-		dwarves xz-utils linux-source-6.12)
-	if [ -n "$missing" ]; then
-		update
-		install "$missing"
-	fi
+	install "$(missing_of build-essential gcc-multilib bc bison flex \
+		libelf-dev libssl-dev dwarves xz-utils linux-source-6.12)"
 	exit 0
 fi
 

@@ -109,9 +109,9 @@ struct point_stats {
 
 /*
  * Every fault point is visited at LOOP_TIME_SCALE 1. With a smaller scale
- * (make check's debug guest: 0.3, where a device's creation and removal
+ * (make check's debug guest: 0.2, where a device's creation and removal
  * take half a second), the first FIRST_POINTS and then every
- * 1/scale^2-th point (every 11th at 0.3), from an offset that changes from
+ * 1/scale^2-th point (every 25th at 0.2), from an offset that changes from
  * run to run (it is printed: rerun with LOOP_TIME_SCALE=1 for all of them).
  */
 #define FIRST_POINTS	32
