@@ -23,8 +23,8 @@ start=$(date +%s)
 want=${LOOP_KERNELS:-deb-6.1 deb-6.12 rt-6.12 debug-6.12 kcsan-6.12 system-6.12}
 wanted() { case " $want " in *" $1 "*) return 0 ;; esac; return 1; }
 
-# What takes long and needs no guest (our two guest kernels, 15 and 8
-# minutes on 2 idle CPUs, and the system image) is made in the background
+# What takes long and needs no guest (our two guest kernels, 23 and 17
+# CPU-minutes measured, and the system image) is made in the background
 # at the lowest CPU priority while the guests that need none of it run: a
 # TCG guest leaves part of the 2 CPUs idle, and a niced build takes what
 # it leaves. The kernels' build starts as soon as their packages are in,
@@ -115,8 +115,9 @@ fail() {
 # The tests bounded by time run 0.3 of their time on the Debian kernels
 # and the KCSAN kernel, 0.2 of it on the debug kernel (five to fifteen
 # times slower under TCG): LOOP_TIME_SCALE, which also scales the least
-# number of rounds they must do (lt_least()), the amounts some of them write (lt_scaled()), the
-# fuzzer's operations and the fault points visited. make prove-races runs
+# number of rounds they must do (lt_least()), the amounts some of them
+# write (lt_scaled()), the fuzzer's operations and the fault points
+# visited. make prove-races runs
 # the race tests on Debian's 6.12 at their full time.
 once=loop_ioctl_test32,loop_badinput_test32
 guests="deb-6.1 $KDIR_61 /boot/vmlinuz-$KVER_61 $KVER_61 0 check 900 0.3 $once,loop_fuzz

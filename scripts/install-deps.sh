@@ -41,15 +41,15 @@ missing_of() {
 
 # The kernels' set holds the whole compiler (gcc-multilib pins gcc's and
 # libc's versions): the second call must not change it under their build.
+kernel_pkgs="build-essential gcc-multilib bc bison flex libelf-dev libssl-dev
+dwarves xz-utils linux-source-6.12"
 if [ "${1:-}" = kernel ]; then
-	install "$(missing_of build-essential gcc-multilib bc bison flex \
-		libelf-dev libssl-dev dwarves xz-utils linux-source-6.12)"
+	install "$(missing_of $kernel_pkgs)"
 	exit 0
 fi
 
-base_pkgs="build-essential bc bison flex libelf-dev libssl-dev dwarves cpio
-xz-utils kmod qemu-system-x86 busybox-static sparse dkms util-linux fdisk
-e2fsprogs fio gcc-multilib linux-source-6.12 linux-headers-amd64 linux-image-amd64 bash
+base_pkgs="$kernel_pkgs cpio kmod qemu-system-x86 busybox-static sparse dkms
+util-linux fdisk e2fsprogs fio linux-headers-amd64 linux-image-amd64 bash
 linux-headers-rt-amd64 btrfs-progs jfsutils mmdebstrap qemu-utils"
 
 missing=$(missing_of $base_pkgs)
