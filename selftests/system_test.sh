@@ -386,8 +386,11 @@ boot2() {
 	check "dkms status: loop-rework/$version installed for $kver" dkms_installed
 	check "DKMS signed it with /var/lib/dkms/mok.key again" dkms_signed
 	check "plain modprobe loop loads ours" eval 'modprobe loop && ours_loaded'
+	# udev's blkid may still hold the new device open when losetup -d
+	# runs: the detach is then the deferred one (as with stock), finished
+	# by udev's last close, so the device is unbound once udev settles.
 	check "losetup attaches and detaches with it" eval \
-		'truncate -s 16M r.img && d=$(losetup -f --show r.img) && losetup -d "$d" && no_bound_device'
+		'truncate -s 16M r.img && d=$(losetup -f --show r.img) && losetup -d "$d" && settle && no_bound_device'
 }
 
 echo "TAP version 13"
