@@ -65,17 +65,17 @@ for patch in scripts/breakages/*.patch; do
 		for t in $tests; do
 			n=$((n + 1))
 			# Kernel crash lines printed since the test started.
-			crash=$(sed -n "/RUN  *[a-z_.]*\.$t /,\$p" "$tap" |
+			crash=$(sed -n "/RUN  *[a-z_0-9.]*\.$t /,\$p" "$tap" |
 				grep -E '\] (BUG|Oops|RIP|Kernel panic|general protection|INFO: task)' |
 				head -n 2)
-			if grep -qE "^not ok [0-9]+ [a-z_.]*\.$t\$" "$tap"; then
+			if grep -qE "^not ok [0-9]+ [a-z_0-9.]*\.$t\$" "$tap"; then
 				echo "ok $n $name: caught by $prog $t"
 				# What the test reported: its own log lines.
-				sed -n "/RUN  *[a-z_.]*\.$t /,/[a-z_.]*\.$t\$/p" "$tap" |
+				sed -n "/RUN  *[a-z_0-9.]*\.$t /,/[a-z_0-9.]*\.$t\$/p" "$tap" |
 					grep -E "^# $prog.c:[0-9]+:$t:" |
 					grep -v ':Expected ' | head -n 2
 			elif [ -n "$crash" ] &&
-				! grep -qE "^ok [0-9]+ [a-z_.]*\.$t\$" "$tap"; then
+				! grep -qE "^ok [0-9]+ [a-z_0-9.]*\.$t\$" "$tap"; then
 				# The guest panics on an oops: the test got no verdict.
 				echo "ok $n $name: caught by $prog $t (the kernel crashed or hung while it ran)"
 				echo "$crash" | sed 's/^/# /'

@@ -938,6 +938,113 @@ TEST(loop_control_from_many_threads_vs_attach_detach)
 }
 
 /*
+ * What "losetup -f" and systemd do, from many threads at once:
+ * LOOP_CTL_GET_FREE, open, LOOP_CONFIGURE with autoclear, read, close, and
+ * again from GET_FREE on EBUSY. LOOP_CTL_GET_FREE holds each device it
+ * hands out for its caller (ours: get_free_hold_ms), so no attach may see
+ * EBUSY, at 4 and at 16 threads. Stock hands one device to several callers
+ * and all but one fail their attach (make bench counts hundreds a second).
+ */
+struct alloc_shared {
+	const char *file;
+	volatile int stop;
+	_Atomic long cycles, busy;
+	_Atomic int failed;
+	char failure[256];
+};
+
+static void *alloc_churner(void *arg)
+{
+	struct alloc_shared *sh = arg;
+	char buf[4096];
+
+	while (!sh->stop) {
+		int n = lt_get_free(), fd, err, expect = 0;
+
+		fd = n < 0 ? -1 : lt_open_dev(n, O_RDWR);
+		err = fd < 0 ? (n < 0 ? n : -errno) :
+		      lt_configure(fd, sh->file, O_RDWR, LO_FLAGS_AUTOCLEAR,
+				   0, 0, 0);
+		if (err == -EBUSY) {
+			atomic_fetch_add(&sh->busy, 1);
+		} else if (err || pread(fd, buf, sizeof(buf), 0) != sizeof(buf)) {
+			if (atomic_compare_exchange_strong(&sh->failed, &expect, 1))
+				snprintf(sh->failure, sizeof(sh->failure),
+					 "loop%d: %s", n,
+					 strerror(err ? -err : errno));
+			sh->stop = 1;
+		} else {
+			atomic_fetch_add(&sh->cycles, 1);
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	return NULL;
+}
+
+FIXTURE(alloc) {
+};
+
+FIXTURE_VARIANT(alloc) {
+	int threads;
+};
+
+FIXTURE_VARIANT_ADD(alloc, threads_4) {
+	.threads = 4,
+};
+
+FIXTURE_VARIANT_ADD(alloc, threads_16) {
+	.threads = 16,
+};
+
+FIXTURE_SETUP(alloc)
+{
+}
+
+FIXTURE_TEARDOWN(alloc)
+{
+}
+
+TEST_F_TIMEOUT(alloc, get_free_hands_each_device_to_one_caller, 120)
+{
+	struct alloc_shared *sh = calloc(1, sizeof(*sh));
+	char *file = lt_make_file("alloc", 1 * MiB, 0x5a);
+	int before = count_loop_devices(), i, n;
+	double end = lt_deadline(20);
+	pthread_t thr[16];
+
+	if (access("/sys/module/loop/parameters/get_free_hold_ms", F_OK))
+		SKIP(return, "no get_free_hold_ms: not our loop.ko");
+	ASSERT_NE(NULL, sh);
+	ASSERT_NE(NULL, file);
+	sh->file = file;
+	for (i = 0; i < variant->threads; i++)
+		ASSERT_EQ(0, pthread_create(&thr[i], NULL, alloc_churner, sh));
+	while (!sh->stop && lt_now() < end && atomic_load(&sh->cycles) < 4000)
+		usleep(100000);
+	sh->stop = 1;
+	for (i = 0; i < variant->threads; i++)
+		pthread_join(thr[i], NULL);
+	TH_LOG("%d threads: %ld attach cycles, %ld EBUSY, %d devices made",
+	       variant->threads, atomic_load(&sh->cycles),
+	       atomic_load(&sh->busy), count_loop_devices() - before);
+	ASSERT_EQ(0, atomic_load(&sh->failed)) {
+		TH_LOG("%s", sh->failure);
+	}
+	EXPECT_EQ(0, atomic_load(&sh->busy));
+	/* Enough cycles to have collided: thousands on Debian's kernels. */
+	EXPECT_LE(lt_least(100), atomic_load(&sh->cycles));
+	/* Each thread holds at most one device at a time. */
+	EXPECT_GE(variant->threads, count_loop_devices() - before);
+	for (n = 8; n < CTL_MAX_DEV; n++)
+		if (lt_exists("/sys/block/loop%d", n))
+			lt_ctl(LOOP_CTL_REMOVE, n);
+	unlink(file);
+	free(file);
+	free(sh);
+}
+
+/*
  * I/O in flight during detach: threads of one process write through one
  * open of the device (so it has a single opener) while the process calls
  * LOOP_CLR_FD, which therefore tears the device down at once. Every write

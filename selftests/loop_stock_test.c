@@ -37,7 +37,10 @@
 #define SWAP_FLAG_DISCARD_ONCE 0x20000
 #endif
 
-enum group { G_DIO, G_CONTROL, G_DISCARD, G_ITER, G_RO_BELOW, G_MOUNTED };
+enum group {
+	G_DIO, G_CONTROL, G_DISCARD, G_ITER, G_RO_BELOW, G_MOUNTED, G_GET_FREE,
+	G_LOG,
+};
 enum backing { B_TMPFS, B_EXT4, B_EXT4_4K, B_RAW4K };
 
 struct scase {
@@ -516,6 +519,125 @@ out:
 	free(path);
 }
 
+/* LOOP_CTL_GET_FREE's answer in a new process, waited for. */
+static int get_free_in_child(int open_close)
+{
+	int pfd[2], n = -1;
+	pid_t pid;
+
+	if (pipe(pfd))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		int m = lt_get_free();
+
+		if (m >= 0 && open_close) {
+			int fd = lt_open_dev(m, O_RDWR);
+
+			if (fd >= 0)
+				close(fd);
+		}
+		_exit(write(pfd[1], &m, sizeof(m)) == sizeof(m) ? 0 : 1);
+	}
+	close(pfd[1]);
+	if (pid < 0 || read(pfd[0], &n, sizeof(n)) != sizeof(n))
+		n = -1;
+	close(pfd[0]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	return n;
+}
+
+static const char *same(int a, int b)
+{
+	return a < 0 || b < 0 ? "error" : a == b ? "same" : "other";
+}
+
+/*
+ * Issue 17: who LOOP_CTL_GET_FREE hands a device to. The caller asks twice; a
+ * second process asks; a third process asks after a process that got a
+ * device opened and closed it without attaching; a fourth asks after the
+ * caller attached its device and detached it again.
+ */
+static void get_free_callers(const struct scase *c, char *ans)
+{
+	char *path = backing_path(B_TMPFS);
+	int n = lt_get_free(), fd, r, m;
+
+	say(ans, "again=%s", same(n, lt_get_free()));
+	say(ans, "other_process=%s", same(n, get_free_in_child(0)));
+	m = get_free_in_child(1);
+	say(ans, "after_its_close=%s", same(m, get_free_in_child(0)));
+	fd = n < 0 ? -1 : lt_open_dev(n, O_RDWR);
+	r = fd < 0 ? -errno : lt_configure(fd, path, O_RDWR, 0, 0, 0, 0);
+	say(ans, "configure=%s", lt_errname(r));
+	if (!r)
+		ioctl(fd, LOOP_CLR_FD);
+	if (fd >= 0)
+		close(fd);
+	say(ans, "after_attach_detach=%s", same(n, get_free_in_child(0)));
+	put_backing(B_TMPFS, path);
+}
+
+/* Records of /dev/kmsg @kmsg that name "loop", up to the last one. */
+static int loop_log_lines(int kmsg)
+{
+	char rec[8192];
+	int lines = 0;
+	ssize_t len;
+
+	/* One record per read; EAGAIN when none is left (EPIPE: overrun). */
+	while ((len = read(kmsg, rec, sizeof(rec) - 1)) != 0) {
+		if (len < 0) {
+			if (errno == EPIPE)
+				continue;
+			break;
+		}
+		rec[len] = 0;
+		lines += !!strstr(rec, "loop");
+	}
+	return lines;
+}
+
+/*
+ * Issue 17: kernel log lines about loop devices while 16 devices are
+ * attached and detached, then while a bound device grows by
+ * LOOP_SET_CAPACITY, which logs its capacity change (the log is read,
+ * then). Stock 6.12 rate-limits its capacity lines to 10 in 5 s, which
+ * the cases before may have used up: its answer can show fewer lines.
+ */
+static void log_attach_detach(const struct scase *c, char *ans)
+{
+	int kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	char *path = backing_path(B_TMPFS);
+	int i, n, dev, r, fails = 0;
+
+	if (kmsg < 0 || !path || lseek(kmsg, 0, SEEK_END) < 0) {
+		say(ans, "setup=%s", lt_errname(errno));
+		goto out;
+	}
+	for (i = 0; i < 16; i++) {
+		n = new_dev(&dev);
+		r = n < 0 ? -ENODEV : lt_configure(dev, path, O_RDWR, 0, 0, 0, 0);
+		fails += !!r;
+		del_dev(n, dev);
+	}
+	say(ans, "attach_failures=%d lines=%d", fails, loop_log_lines(kmsg));
+	n = new_dev(&dev);
+	r = n < 0 ? -ENODEV : lt_configure(dev, path, O_RDWR, 0, 0, 0, 0);
+	if (!r && truncate(path, 8 * MiB))
+		r = -errno;
+	if (!r && ioctl(dev, LOOP_SET_CAPACITY, 0))
+		r = -errno;
+	say(ans, "set_capacity=%s lines=%d", lt_errname(r),
+	    loop_log_lines(kmsg));
+	del_dev(n, dev);
+out:
+	if (kmsg >= 0)
+		close(kmsg);
+	put_backing(B_TMPFS, path);
+}
+
 #define DIO(bn, b) \
 	{ "dio." bn ".plain.noflag", G_DIO, dio_attach, b, 0, 0 }, \
 	{ "dio." bn ".plain.flag", G_DIO, dio_attach, b, 0, 1 }, \
@@ -541,12 +663,17 @@ static const struct scase cases[] = {
 	{ "ro_below.swapon_discard", G_RO_BELOW, ro_swapon,
 	  .must = "a_unchanged=1" },
 	{ "set_status.mounted", G_MOUNTED, mounted_set_status },
+	{ "get_free.callers", G_GET_FREE, get_free_callers },
+	{ "log.attach_detach", G_LOG, log_attach_detach },
 };
 #define NR_CASES (sizeof(cases) / sizeof(cases[0]))
 
 #define DIO_4K "configure=0 flag=1 dio=1 lbs=4096"
 #define MOUNTED "offset=EBUSY sizelimit=EBUSY flags_name=0 write_file=0 " \
 		"unmounted_offset=0"
+#define LOG_LINES "attach_failures=0 lines=0 set_capacity=0 lines=1"
+#define GET_FREE "again=same other_process=other after_its_close=same " \
+		 "configure=0 after_attach_detach=same"
 
 /* Where ours deliberately answers otherwise than stock, and what. */
 static const struct deviation deviations[] = {
@@ -589,6 +716,22 @@ static const struct deviation deviations[] = {
 	 */
 	{ "6.1", "set_status.mounted", MOUNTED },
 	{ "6.12", "set_status.mounted", MOUNTED },
+	/*
+	 * LOOP_CTL_GET_FREE holds the device it hands out for its caller
+	 * (get_free_hold_ms) until that caller attaches it or closes it:
+	 * another process gets another device, and no two "losetup -f"
+	 * collide (issue 17). Stock hands the same device to both.
+	 */
+	{ "6.1", "get_free.callers", GET_FREE },
+	{ "6.12", "get_free.callers", GET_FREE },
+	/*
+	 * Attach and detach log nothing: stock logs "detected capacity
+	 * change" for each attach (6.12 rate-limits it), a line per device
+	 * that floods the log of a machine churning through thousands
+	 * (issue 17). A resize of a bound device logs its line, as stock.
+	 */
+	{ "6.1", "log.attach_detach", LOG_LINES },
+	{ "6.12", "log.attach_detach", LOG_LINES },
 };
 #define NR_DEVIATIONS (sizeof(deviations) / sizeof(deviations[0]))
 
@@ -707,6 +850,16 @@ TEST_F(stock, write_ops_reach_read_only_device_below)
 TEST_F_TIMEOUT(stock, set_status_while_mounted, 120)
 {
 	judge(_metadata, self, G_MOUNTED);
+}
+
+TEST_F(stock, get_free_callers)
+{
+	judge(_metadata, self, G_GET_FREE);
+}
+
+TEST_F(stock, kernel_log_of_attach_and_detach)
+{
+	judge(_metadata, self, G_LOG);
 }
 
 int main(int argc, char **argv)

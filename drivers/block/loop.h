@@ -138,6 +138,15 @@ struct loop_device {
 
 	enum loop_state		lo_state;	/* state */
 	u32			lo_flags;	/* state: LO_FLAGS_* */
+	/*
+	 * LOOP_CTL_GET_FREE's hold on an unbound device: the thread it
+	 * handed the device to, and until when (jiffies). lo_state_lock.
+	 * The pid is compared with the caller's, never dereferenced, so it
+	 * holds no reference: a freed one reused by another thread only
+	 * moves the hold to that thread.
+	 */
+	struct pid		*lo_free_holder;
+	unsigned long		lo_free_hold_end;
 
 	struct file		*lo_backing_file;	/* config */
 	loff_t			lo_offset;		/* config */
@@ -231,6 +240,7 @@ struct loop_cmd {
 
 /* loop_main.c */
 extern int loop_part_shift;
+void loop_free_unhold(struct loop_device *lo);
 extern int loop_hw_queue_depth;
 int loop_control_remove_device(struct loop_device *lo);
 void loop_hide_device(struct loop_device *lo);

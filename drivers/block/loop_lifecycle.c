@@ -624,6 +624,7 @@ int loop_configure(struct loop_device *lo, loop_mode_t mode,
 	spin_lock(&lo->lo_state_lock);
 	/* Release: lo_backing_file is visible to a validation seeing BOUND. */
 	smp_store_release(&lo->lo_state, LO_BOUND);
+	loop_free_unhold(lo);
 	spin_unlock(&lo->lo_state_lock);
 	if (is_loop)
 		mutex_unlock(&loop_validate_mutex);

@@ -107,6 +107,43 @@ MODULE_PARM_DESC(hw_queue_depth, "Queue depth of each device (default "
 		 __stringify(LOOP_DEFAULT_HW_Q_DEPTH) ")");
 
 /*
+ * get_free_hold_ms: for how long LOOP_CTL_GET_FREE keeps a device it handed
+ * out for the thread it handed it to (0: no hold, as stock).
+ */
+static unsigned int get_free_hold_ms = 1000;
+module_param(get_free_hold_ms, uint, 0644);
+MODULE_PARM_DESC(get_free_hold_ms, "How long LOOP_CTL_GET_FREE keeps a device for its caller, ms (default 1000, 0: off)");
+
+/*
+ * Is @lo held by LOOP_CTL_GET_FREE for a thread other than the caller? The
+ * hold ends when the device is bound, when its holder closes it, or when
+ * it expires.
+ */
+static bool loop_free_held_for_other(struct loop_device *lo)
+{
+	lockdep_assert_held(&lo->lo_state_lock);
+	return lo->lo_free_holder && lo->lo_free_holder != task_pid(current) &&
+	       time_before(jiffies, lo->lo_free_hold_end);
+}
+
+/* Hold @lo for the calling thread. */
+static void loop_free_hold(struct loop_device *lo)
+{
+	unsigned int ms = READ_ONCE(get_free_hold_ms);
+
+	lockdep_assert_held(&lo->lo_state_lock);
+	lo->lo_free_holder = ms ? task_pid(current) : NULL;
+	lo->lo_free_hold_end = jiffies + msecs_to_jiffies(ms);
+}
+
+/* The device is bound: LOOP_CTL_GET_FREE's hold, if any, has served. */
+void loop_free_unhold(struct loop_device *lo)
+{
+	lockdep_assert_held(&lo->lo_state_lock);
+	lo->lo_free_holder = NULL;
+}
+
+/*
  * Open: refused once the device is being deleted, and, while it runs down,
  * for an exclusive opener (a mount would start on a device whose backing
  * file is about to go). Any other open of the whole device works: an
@@ -132,8 +169,17 @@ static int lo_open(LOOP_OPEN_ARGS)
  */
 static void lo_release(LOOP_RELEASE_ARGS)
 {
-	if (disk_openers(disk) == 0)
-		loop_release_last(disk->private_data);
+	struct loop_device *lo = disk->private_data;
+
+	if (disk_openers(disk) > 0)
+		return;
+	/* Its holder gave up on attaching it: free for anyone again. */
+	spin_lock(&lo->lo_state_lock);
+	if (lo->lo_state == LO_UNBOUND &&
+	    lo->lo_free_holder == task_pid(current))
+		lo->lo_free_holder = NULL;
+	spin_unlock(&lo->lo_state_lock);
+	loop_release_last(lo);
 }
 
 /* The gendisk's last reference is gone: free what the device owned. */
@@ -166,11 +212,11 @@ static const struct block_device_operations lo_fops = {
 };
 
 /*
- * Create a device: number @idx, or the lowest free number if @idx < 0.
- * Returns the number or a negative errno; -EEXIST if @idx is taken.
- * May sleep.
+ * Create a device: number @idx, or the lowest free number if @idx < 0;
+ * held for the caller if @hold (see loop_control_get_free()). Returns the
+ * number or a negative errno; -EEXIST if @idx is taken. May sleep.
  */
-static int loop_add(int idx)
+static int loop_add(int idx, bool hold)
 {
 	struct loop_device *lo;
 	struct gendisk *disk;
@@ -243,6 +289,11 @@ static int loop_add(int idx)
 	err = add_disk(disk);
 	if (err)
 		goto out_put_disk;
+	if (hold) {
+		spin_lock(&lo->lo_state_lock);
+		loop_free_hold(lo);
+		spin_unlock(&lo->lo_state_lock);
+	}
 	mutex_lock(&loop_ctl_mutex);
 	lo->lo_idr_visible = true;
 	mutex_unlock(&loop_ctl_mutex);
@@ -430,10 +481,18 @@ void loop_withdraw_limits_later(void)
 	schedule_work(&loop_withdraw_limits_work);
 }
 
-/* The number of an unbound device, creating one if there is none. */
+/*
+ * The number of an unbound device, creating one if there is none, held
+ * for the calling thread: until the device is bound, until that thread
+ * closes it, or for get_free_hold_ms, no other caller gets it, so that
+ * concurrent "losetup -f" do not collide on one device (stock hands it to
+ * all of them, and all but one fail their attach with EBUSY). The caller's
+ * own hold does not stop it: asked again, it gets the same device.
+ */
 static int loop_control_get_free(void)
 {
 	struct loop_device *lo;
+	bool found = false;
 	int id, err;
 
 	err = mutex_lock_killable(&loop_ctl_mutex);
@@ -441,24 +500,28 @@ static int loop_control_get_free(void)
 		return err;
 	idr_for_each_entry(&loop_index_idr, lo, id) {
 		/*
-		 * Free: visible, unbound and not open. A device in
-		 * LO_RUNDOWN is not free yet. An unbound device that somebody
-		 * has open is most likely being attached by the caller who got
-		 * it from here a moment ago: handing it out again would make
-		 * one of the two attaches fail with EBUSY. Both are read
-		 * without lo_mutex or open_mutex: a caller that loses a race
-		 * with an open or an attach gets EBUSY from its attach, as
-		 * with stock, and asks again.
+		 * Free: visible, unbound, not open and not held for another
+		 * thread. A device in LO_RUNDOWN is not free yet. An unbound
+		 * device that somebody has open is most likely being
+		 * attached by a caller whose hold expired. The openers are
+		 * counted without open_mutex: a caller that loses a race
+		 * with an open or an attach by number gets EBUSY from its
+		 * attach, as with stock, and asks again.
 		 */
-		if (lo->lo_idr_visible &&
-		    READ_ONCE(lo->lo_state) == LO_UNBOUND &&
-		    !disk_openers(lo->lo_disk)) {
-			mutex_unlock(&loop_ctl_mutex);
-			return id;
+		if (!lo->lo_idr_visible || disk_openers(lo->lo_disk))
+			continue;
+		spin_lock(&lo->lo_state_lock);
+		if (lo->lo_state == LO_UNBOUND &&
+		    !loop_free_held_for_other(lo)) {
+			loop_free_hold(lo);
+			found = true;
 		}
+		spin_unlock(&lo->lo_state_lock);
+		if (found)
+			break;
 	}
 	mutex_unlock(&loop_ctl_mutex);
-	return loop_add(-1);
+	return found ? id : loop_add(-1, true);
 }
 
 static long loop_control_ioctl(struct file *file, unsigned int cmd,
@@ -468,7 +531,7 @@ static long loop_control_ioctl(struct file *file, unsigned int cmd,
 	case LOOP_CTL_ADD:
 		if ((long)parm > INT_MAX)
 			return -EINVAL;
-		return loop_add((long)parm < 0 ? -1 : (int)parm);
+		return loop_add((long)parm < 0 ? -1 : (int)parm, false);
 	case LOOP_CTL_REMOVE:
 		return loop_control_remove((long)parm);
 	case LOOP_CTL_GET_FREE:
@@ -517,7 +580,7 @@ static void loop_probe(dev_t dev)
 
 	if (max_loop_specified && max_loop && idx >= max_loop)
 		return;
-	loop_add(idx);
+	loop_add(idx, false);
 }
 #else
 #define loop_probe NULL
@@ -549,7 +612,7 @@ static int __init loop_init(void)
 		goto out_misc;
 	}
 	for (i = 0; i < max_loop; i++)
-		loop_add(i);
+		loop_add(i, false);
 	pr_info("module loaded (reworked lifecycle, autoclear-delete)\n");
 	return 0;
 
