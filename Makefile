@@ -63,7 +63,8 @@ check:
 vm: deps
 	./scripts/vm.sh
 
-bench: deps
+bench:
+	./scripts/install-deps.sh bench
 	BENCH_PARALLEL=$(BENCH_PARALLEL) ./scripts/bench.sh
 
 DURATION ?= 1800

@@ -4,7 +4,8 @@
 # make bench: not a test. For Debian's 6.1 and 6.12 kernels, boot one guest
 # that measures the kernel's stock loop.ko and ours alternately in the same
 # boot (bench/guest-bench.sh), then write the medians and ratios
-# (scripts/bench-table.awk) to bench/results-<kernel>.md and print them.
+# (scripts/bench-table.awk) to bench/results-<kernel>.md, print them, and
+# draw them as SVG beside it (scripts/bench-plot.sh).
 #   BENCH_KERNELS="deb-6.1 deb-6.12"	which kernels
 #   BENCH_ROUNDS=5 BENCH_RUNTIME=1 BENCH_SCALE=100,1000,10000
 #   BENCH_PARTS=io,churn,scale BENCH_PARALLEL=0	see
@@ -56,6 +57,7 @@ bench_one() {
 		-v parallel="${BENCH_PARALLEL:-0}" -v rounds="${BENCH_ROUNDS:-5}" \
 		-v aa="${BENCH_AA:-0}" > "$out"
 	cat "$out"
+	./scripts/bench-plot.sh "$out" || return 1
 }
 # BENCH_PARALLEL=1 boots the guests at the same time (each has 2 vCPUs on
 # this 2-core host): faster, noisier; both drivers of one kernel still share

@@ -13,6 +13,8 @@
 #   install-deps.sh kernel	only what building the guest kernels needs
 #				(make check builds them while the rest
 #				installs)
+#   install-deps.sh bench	everything, and gnuplot for make bench's
+#				pictures
 set -euo pipefail
 
 # Before an installation, the package lists are refreshed, once per run:
@@ -51,6 +53,7 @@ fi
 base_pkgs="$kernel_pkgs cpio kmod qemu-system-x86 busybox-static sparse dkms
 util-linux fdisk e2fsprogs fio linux-headers-amd64 linux-image-amd64 bash
 linux-headers-rt-amd64 btrfs-progs jfsutils mmdebstrap qemu-utils"
+[ "${1:-}" = bench ] && base_pkgs="$base_pkgs gnuplot-nox"
 
 missing=$(missing_of $base_pkgs)
 
