@@ -15,7 +15,8 @@
 #                     make vm SYSTEM=1 the system guest (systemd, udev,
 #                     the module installed by DKMS) with root logged in
 #   bench             stock loop.ko against ours, same guest boot, 6.1 and
-#                     6.12: writes bench/results-<kernel>.md (not a test);
+#                     6.12: writes bench/results-<kernel>.md and its
+#                     SVG pictures (not a test);
 #                     BENCH_PARALLEL=1 boots both guests at once
 #                     BENCH_AA=1: stock against itself, the noise
 #                     floor (bench/results-<kernel>-aa.md)

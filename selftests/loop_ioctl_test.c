@@ -53,6 +53,89 @@ static int get_status(int fd, struct loop_info64 *info)
 	return ioctl(fd, LOOP_GET_STATUS64, info) ? -errno : 0;
 }
 
+#define HOLD_PARAM "/sys/module/loop/parameters/get_free_hold_ms"
+
+/* Sleep until lt_now() reaches @t, however often the sleep is cut short. */
+static void sleep_until(double t)
+{
+	while (lt_now() < t)
+		usleep(10000);
+}
+
+/*
+ * Our LOOP_CTL_GET_FREE holds the devices it hands out (get_free_hold_ms):
+ * wait until the holds that earlier tests' processes got have ended, so
+ * that every caller's lowest free device is the same again. Returns the
+ * parameter's value, in ms, or -1 without it (stock).
+ */
+static int wait_out_holds(void)
+{
+	char val[32] = "";
+	FILE *f = fopen(HOLD_PARAM, "r");
+	int ms;
+
+	if (!f)
+		return -1;
+	ms = fgets(val, sizeof(val), f) ? atoi(val) : 0;
+	fclose(f);
+	sleep_until(lt_now() + (ms + 100) / 1000.0);
+	return ms;
+}
+
+/*
+ * LOOP_CTL_GET_FREE's answer to another thread: a child process's; with
+ * @open_close, the child also opens and closes the device it got (its
+ * close is the last: its hold ends).
+ */
+static int get_free_other_thread(int open_close)
+{
+	int pfd[2], n = -1;
+	pid_t pid;
+
+	if (pipe(pfd))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		n = lt_get_free();
+		if (n >= 0 && open_close) {
+			int fd = lt_open_dev(n, O_RDWR);
+
+			if (fd >= 0)
+				close(fd);
+		}
+		_exit(write(pfd[1], &n, sizeof(n)) == sizeof(n) ? 0 : 1);
+	}
+	close(pfd[1]);
+	if (pid < 0 || read(pfd[0], &n, sizeof(n)) != sizeof(n))
+		n = -1;
+	close(pfd[0]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	return n;
+}
+
+/*
+ * In a child process, attach loop@n to @path with autoclear and close it
+ * (the teardown is done when the close returns): 0 or -errno.
+ */
+static int attach_close_in_child(int n, const char *path)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = lt_open_dev(n, O_RDWR);
+		int err = fd < 0 ? -errno :
+			  lt_configure(fd, path, O_RDWR, LO_FLAGS_AUTOCLEAR,
+				       0, 0, 0);
+
+		_exit(err ? 1 : 0);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -ECHILD;
+	return WIFEXITED(status) && !WEXITSTATUS(status) ? 0 : -EIO;
+}
+
 TEST(control_add_remove_get_free)
 {
 	int n = lt_get_free();
@@ -72,6 +155,69 @@ TEST(control_add_remove_get_free)
 	ASSERT_EQ(-ENOSYS, lt_ctl(0x4C8F, 0));
 }
 
+/*
+ * LOOP_CTL_GET_FREE holds the device it hands out for the calling thread
+ * (ours only, get_free_hold_ms): asked again, that thread gets the same
+ * device; another thread (here, a child process: in the 32-bit build of
+ * this test, pthread_join() aborted with a futex error on the debug
+ * kernel) gets another one until the hold expires, or until somebody
+ * attaches the device. With get_free_hold_ms 0 nothing is held: both get
+ * the same device, as with stock. The end of a hold at its holder's last
+ * close is in loop_stock_test, beside stock's answers.
+ */
+TEST(get_free_holds_for_its_caller)
+{
+	int n, again, other, expired, after, k, k_other, m, m_other, ms;
+	char *file = lt_make_file("hold", 1 * MiB, 0);
+	char old[32];
+	double t;
+
+	ASSERT_NE(NULL, file);
+	ms = wait_out_holds();
+	if (ms < 0)
+		SKIP(return, "no %s: not our loop.ko", HOLD_PARAM);
+	snprintf(old, sizeof(old), "%d", ms);
+	ASSERT_EQ(0, lt_write_str(HOLD_PARAM, "300"));
+	n = lt_get_free();
+	again = lt_get_free();
+	t = lt_now();
+	other = get_free_other_thread(0);
+	/* The hold's own expiry, waited for: not a race. */
+	sleep_until(t + 0.4);
+	expired = get_free_other_thread(0);
+	/* That thread holds it now, for 300 ms. */
+	after = lt_get_free();
+	/* A long hold, which only the attach by another process ends. */
+	sleep_until(lt_now() + 0.4);
+	ASSERT_EQ(0, lt_write_str(HOLD_PARAM, "10000"));
+	k = lt_get_free();
+	EXPECT_EQ(0, attach_close_in_child(k, file));
+	k_other = get_free_other_thread(1);
+	ASSERT_EQ(0, lt_write_str(HOLD_PARAM, "0"));
+	m = lt_get_free();
+	m_other = get_free_other_thread(0);
+	ASSERT_EQ(0, lt_write_str(HOLD_PARAM, old));
+	TH_LOG("loop%d, again %d, other %d, expired %d, after %d; attached %d, then %d; no hold: %d, %d",
+	       n, again, other, expired, after, k, k_other, m, m_other);
+	ASSERT_LE(0, n);
+	EXPECT_EQ(n, again);
+	EXPECT_NE(n, other) {
+		TH_LOG("loop%d handed to a second thread while held", n);
+	}
+	EXPECT_EQ(n, expired) {
+		TH_LOG("loop%d still held after its hold expired", n);
+	}
+	EXPECT_NE(n, after);
+	EXPECT_EQ(k, k_other) {
+		TH_LOG("loop%d still held after another process attached it", k);
+	}
+	EXPECT_EQ(m, m_other) {
+		TH_LOG("get_free_hold_ms=0 still holds loop%d", m);
+	}
+	unlink(file);
+	free(file);
+}
+
 TEST_F(dev, remove_bound_is_busy)
 {
 	ASSERT_EQ(0, lt_configure(self->fd, self->file, O_RDWR, 0, 0, 0, 0));
@@ -87,7 +233,11 @@ TEST_F(dev, remove_bound_is_busy)
  */
 TEST_F(dev, get_free_skips_an_open_unbound_device)
 {
-	int m = lt_get_free();
+	int m;
+
+	/* Lower devices that earlier tests' holds kept from us are free. */
+	wait_out_holds();
+	m = lt_get_free();
 
 	ASSERT_LE(0, m);
 	ASSERT_NE(self->n, m);
@@ -98,93 +248,6 @@ TEST_F(dev, get_free_skips_an_open_unbound_device)
 	 * lowest free device; m may be lower (created in a hole).
 	 */
 	ASSERT_EQ(m < self->n ? m : self->n, lt_get_free());
-}
-
-/*
- * LOOP_CTL_GET_FREE holds the device it hands out for the calling thread
- * (ours only, get_free_hold_ms): asked again, that thread gets the same
- * device; another thread (here, a child process: in the 32-bit build of
- * this test, pthread_join() aborted with a futex error on the debug
- * kernel) gets another one until the hold expires. With
- * get_free_hold_ms 0 nothing is held: both get the same device, as with
- * stock. The other cases (a hold ends when its holder closes the device or
- * anyone attaches it) are in loop_stock_test, beside stock's answers.
- */
-#define HOLD_PARAM "/sys/module/loop/parameters/get_free_hold_ms"
-
-/* Sleep until lt_now() reaches @t, however often the sleep is cut short. */
-static void sleep_until(double t)
-{
-	while (lt_now() < t)
-		usleep(10000);
-}
-
-/* LOOP_CTL_GET_FREE's answer to another thread: a child process's. */
-static int get_free_other_thread(void)
-{
-	int pfd[2], n = -1;
-	pid_t pid;
-
-	if (pipe(pfd))
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		n = lt_get_free();
-		_exit(write(pfd[1], &n, sizeof(n)) == sizeof(n) ? 0 : 1);
-	}
-	close(pfd[1]);
-	if (pid < 0 || read(pfd[0], &n, sizeof(n)) != sizeof(n))
-		n = -1;
-	close(pfd[0]);
-	if (pid > 0)
-		waitpid(pid, NULL, 0);
-	return n;
-}
-
-TEST(get_free_holds_for_its_caller)
-{
-	int n, again, other, expired, after, m, m_other;
-	char old[32] = "";
-	double t;
-	FILE *f = fopen(HOLD_PARAM, "r");
-
-	if (!f)
-		SKIP(return, "no %s: not our loop.ko", HOLD_PARAM);
-	ASSERT_NE(NULL, fgets(old, sizeof(old), f));
-	fclose(f);
-	ASSERT_EQ(0, lt_write_str(HOLD_PARAM, "300"));
-	/*
-	 * Holds that earlier tests' threads got end within the old value:
-	 * wait them out, so that loop n below is every thread's lowest.
-	 */
-	sleep_until(lt_now() + (atoi(old) + 100) / 1000.0);
-	n = lt_get_free();
-	again = lt_get_free();
-	t = lt_now();
-	other = get_free_other_thread();
-	/* The hold's own expiry, waited for: not a race. */
-	sleep_until(t + 0.4);
-	expired = get_free_other_thread();
-	/* That thread holds it now, for 300 ms. */
-	after = lt_get_free();
-	ASSERT_EQ(0, lt_write_str(HOLD_PARAM, "0"));
-	m = lt_get_free();
-	m_other = get_free_other_thread();
-	ASSERT_EQ(0, lt_write_str(HOLD_PARAM, old));
-	TH_LOG("loop%d, again %d, other %d, expired %d, after %d; no hold: %d, %d",
-	       n, again, other, expired, after, m, m_other);
-	ASSERT_LE(0, n);
-	EXPECT_EQ(n, again);
-	EXPECT_NE(n, other) {
-		TH_LOG("loop%d handed to a second thread while held", n);
-	}
-	EXPECT_EQ(n, expired) {
-		TH_LOG("loop%d still held after its hold expired", n);
-	}
-	EXPECT_NE(n, after);
-	EXPECT_EQ(m, m_other) {
-		TH_LOG("get_free_hold_ms=0 still holds loop%d", m);
-	}
 }
 
 TEST_F(dev, set_fd_clr_fd)

@@ -119,7 +119,8 @@ struct loop_worker {
  *	and LOOP_CLR_FD, which holds both). Readers hold lo_state_lock, or
  *	lo_mutex while the device is bound and they have it open (so no last
  *	close can run), or read lockless with READ_ONCE() where a stale value
- *	is harmless (the I/O path, LOOP_CTL_GET_FREE: see there).
+ *	is harmless (the I/O path, the wait for a rundown, LOOP_CTL_REMOVE, the
+ *	limits work: see there).
  * "config": the binding (backing file, offset, size limit, name, direct
  *	I/O). Written under lo_mutex, and only while no request is in the
  *	driver: the device unbound, or its queue frozen, or its I/O drained
@@ -140,13 +141,13 @@ struct loop_device {
 	u32			lo_flags;	/* state: LO_FLAGS_* */
 	/*
 	 * LOOP_CTL_GET_FREE's hold on an unbound device: the thread it
-	 * handed the device to, and until when (jiffies). lo_state_lock.
-	 * The pid is compared with the caller's, never dereferenced, so it
-	 * holds no reference: a freed one reused by another thread only
-	 * moves the hold to that thread.
+	 * handed the device to, with a reference (so that its pid cannot be
+	 * reused by another thread while the hold lasts), and until when
+	 * (64-bit jiffies). lo_state_lock; the reference is dropped outside
+	 * it, or when the device is freed.
 	 */
 	struct pid		*lo_free_holder;
-	unsigned long		lo_free_hold_end;
+	u64			lo_free_hold_end;
 
 	struct file		*lo_backing_file;	/* config */
 	loff_t			lo_offset;		/* config */
@@ -240,7 +241,7 @@ struct loop_cmd {
 
 /* loop_main.c */
 extern int loop_part_shift;
-void loop_free_unhold(struct loop_device *lo);
+struct pid *loop_free_unhold(struct loop_device *lo);
 extern int loop_hw_queue_depth;
 int loop_control_remove_device(struct loop_device *lo);
 void loop_hide_device(struct loop_device *lo);

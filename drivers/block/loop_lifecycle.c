@@ -526,6 +526,7 @@ int loop_configure(struct loop_device *lo, loop_mode_t mode,
 	struct loop_limits ll;
 	struct file *file;
 	bool is_loop, want_dio, use_dio;
+	struct pid *holder;
 	int err;
 
 	file = loop_get_backing_file(config->fd);
@@ -624,8 +625,9 @@ int loop_configure(struct loop_device *lo, loop_mode_t mode,
 	spin_lock(&lo->lo_state_lock);
 	/* Release: lo_backing_file is visible to a validation seeing BOUND. */
 	smp_store_release(&lo->lo_state, LO_BOUND);
-	loop_free_unhold(lo);
+	holder = loop_free_unhold(lo);
 	spin_unlock(&lo->lo_state_lock);
+	put_pid(holder);
 	if (is_loop)
 		mutex_unlock(&loop_validate_mutex);
 	if (flags & LO_FLAGS_PARTSCAN)

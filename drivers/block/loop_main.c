@@ -45,6 +45,7 @@ static atomic_t loop_devices_alive = ATOMIC_INIT(0);
 
 static void loop_free(struct loop_device *lo)
 {
+	put_pid(lo->lo_free_holder);
 	mutex_destroy(&lo->lo_mutex);
 	kfree(lo);
 	if (atomic_dec_and_test(&loop_devices_alive))
@@ -116,31 +117,43 @@ MODULE_PARM_DESC(get_free_hold_ms, "How long LOOP_CTL_GET_FREE keeps a device fo
 
 /*
  * Is @lo held by LOOP_CTL_GET_FREE for a thread other than the caller? The
- * hold ends when the device is bound, when its holder closes it, or when
- * it expires.
+ * hold ends when the device is bound, when its holder's close is the last
+ * one, or when it expires.
  */
 static bool loop_free_held_for_other(struct loop_device *lo)
 {
 	lockdep_assert_held(&lo->lo_state_lock);
 	return lo->lo_free_holder && lo->lo_free_holder != task_pid(current) &&
-	       time_before(jiffies, lo->lo_free_hold_end);
+	       time_before64(get_jiffies_64(), lo->lo_free_hold_end);
 }
 
-/* Hold @lo for the calling thread. */
-static void loop_free_hold(struct loop_device *lo)
+/*
+ * Hold @lo for @holder (a reference of the caller's, which @lo takes over;
+ * NULL: no hold) for get_free_hold_ms. Returns the previous holder, whose
+ * reference the caller drops once it has released lo_state_lock.
+ */
+static struct pid *loop_free_hold(struct loop_device *lo, struct pid *holder)
 {
-	unsigned int ms = READ_ONCE(get_free_hold_ms);
+	struct pid *old = lo->lo_free_holder;
 
 	lockdep_assert_held(&lo->lo_state_lock);
-	lo->lo_free_holder = ms ? task_pid(current) : NULL;
-	lo->lo_free_hold_end = jiffies + msecs_to_jiffies(ms);
+	lo->lo_free_holder = holder;
+	lo->lo_free_hold_end = get_jiffies_64() +
+		msecs_to_jiffies(READ_ONCE(get_free_hold_ms));
+	return old;
 }
 
-/* The device is bound: LOOP_CTL_GET_FREE's hold, if any, has served. */
-void loop_free_unhold(struct loop_device *lo)
+/*
+ * The device is bound: LOOP_CTL_GET_FREE's hold, if any, has served.
+ * Returns the holder, to be put as for loop_free_hold().
+ */
+struct pid *loop_free_unhold(struct loop_device *lo)
 {
+	struct pid *old = lo->lo_free_holder;
+
 	lockdep_assert_held(&lo->lo_state_lock);
 	lo->lo_free_holder = NULL;
+	return old;
 }
 
 /*
@@ -170,6 +183,7 @@ static int lo_open(LOOP_OPEN_ARGS)
 static void lo_release(LOOP_RELEASE_ARGS)
 {
 	struct loop_device *lo = disk->private_data;
+	struct pid *holder = NULL;
 
 	if (disk_openers(disk) > 0)
 		return;
@@ -177,8 +191,9 @@ static void lo_release(LOOP_RELEASE_ARGS)
 	spin_lock(&lo->lo_state_lock);
 	if (lo->lo_state == LO_UNBOUND &&
 	    lo->lo_free_holder == task_pid(current))
-		lo->lo_free_holder = NULL;
+		holder = loop_free_unhold(lo);
 	spin_unlock(&lo->lo_state_lock);
+	put_pid(holder);
 	loop_release_last(lo);
 }
 
@@ -213,21 +228,28 @@ static const struct block_device_operations lo_fops = {
 
 /*
  * Create a device: number @idx, or the lowest free number if @idx < 0;
- * held for the caller if @hold (see loop_control_get_free()). Returns the
- * number or a negative errno; -EEXIST if @idx is taken. May sleep.
+ * held for @holder if not NULL (see loop_control_get_free()), whose
+ * reference the device takes over, even on failure. Returns the number or
+ * a negative errno; -EEXIST if @idx is taken. May sleep.
  */
-static int loop_add(int idx, bool hold)
+static int loop_add(int idx, struct pid *holder)
 {
 	struct loop_device *lo;
 	struct gendisk *disk;
 	int err;
 
 	/* A number whose minors do not fit the device number. */
-	if (idx >= 0 && idx >= 1 << (MINORBITS - loop_part_shift))
+	if (idx >= 0 && idx >= 1 << (MINORBITS - loop_part_shift)) {
+		put_pid(holder);
 		return -EINVAL;
+	}
 	lo = kzalloc(sizeof(*lo), GFP_KERNEL);
-	if (!lo)
+	if (!lo) {
+		put_pid(holder);
 		return -ENOMEM;
+	}
+	/* Put by loop_free(), on failure too. */
+	lo->lo_free_holder = holder;
 	atomic_inc(&loop_devices_alive);
 	mutex_init(&lo->lo_mutex);
 	spin_lock_init(&lo->lo_state_lock);
@@ -285,15 +307,21 @@ static int loop_add(int idx, bool hold)
 	disk->events = DISK_EVENT_MEDIA_CHANGE;
 	disk->event_flags = DISK_EVENT_FLAG_UEVENT;
 	snprintf(disk->disk_name, DISK_NAME_LEN, "loop%d", lo->lo_number);
+	/*
+	 * The hold starts before add_disk(): nobody can open or attach the
+	 * device before, and LOOP_CTL_GET_FREE does not see it until it is
+	 * visible.
+	 */
+	if (holder) {
+		spin_lock(&lo->lo_state_lock);
+		lo->lo_free_hold_end = get_jiffies_64() +
+			msecs_to_jiffies(READ_ONCE(get_free_hold_ms));
+		spin_unlock(&lo->lo_state_lock);
+	}
 
 	err = add_disk(disk);
 	if (err)
 		goto out_put_disk;
-	if (hold) {
-		spin_lock(&lo->lo_state_lock);
-		loop_free_hold(lo);
-		spin_unlock(&lo->lo_state_lock);
-	}
 	mutex_lock(&loop_ctl_mutex);
 	lo->lo_idr_visible = true;
 	mutex_unlock(&loop_ctl_mutex);
@@ -483,14 +511,16 @@ void loop_withdraw_limits_later(void)
 
 /*
  * The number of an unbound device, creating one if there is none, held
- * for the calling thread: until the device is bound, until that thread
- * closes it, or for get_free_hold_ms, no other caller gets it, so that
- * concurrent "losetup -f" do not collide on one device (stock hands it to
- * all of them, and all but one fail their attach with EBUSY). The caller's
- * own hold does not stop it: asked again, it gets the same device.
+ * for the calling thread: until the device is bound, until that thread's
+ * close of it is the last one, or for get_free_hold_ms, no other caller
+ * gets it, so that concurrent "losetup -f" do not collide on one device
+ * (stock hands it to all of them, and all but one fail their attach with
+ * EBUSY). The caller's own hold does not stop it: asked again, it gets the
+ * same device, unless it has it open.
  */
 static int loop_control_get_free(void)
 {
+	struct pid *holder = NULL, *old = NULL;
 	struct loop_device *lo;
 	bool found = false;
 	int id, err;
@@ -498,6 +528,8 @@ static int loop_control_get_free(void)
 	err = mutex_lock_killable(&loop_ctl_mutex);
 	if (err)
 		return err;
+	if (READ_ONCE(get_free_hold_ms))
+		holder = get_pid(task_pid(current));
 	idr_for_each_entry(&loop_index_idr, lo, id) {
 		/*
 		 * Free: visible, unbound, not open and not held for another
@@ -513,7 +545,7 @@ static int loop_control_get_free(void)
 		spin_lock(&lo->lo_state_lock);
 		if (lo->lo_state == LO_UNBOUND &&
 		    !loop_free_held_for_other(lo)) {
-			loop_free_hold(lo);
+			old = loop_free_hold(lo, holder);
 			found = true;
 		}
 		spin_unlock(&lo->lo_state_lock);
@@ -521,7 +553,10 @@ static int loop_control_get_free(void)
 			break;
 	}
 	mutex_unlock(&loop_ctl_mutex);
-	return found ? id : loop_add(-1, true);
+	if (!found)
+		return loop_add(-1, holder);
+	put_pid(old);
+	return id;
 }
 
 static long loop_control_ioctl(struct file *file, unsigned int cmd,
@@ -531,7 +566,7 @@ static long loop_control_ioctl(struct file *file, unsigned int cmd,
 	case LOOP_CTL_ADD:
 		if ((long)parm > INT_MAX)
 			return -EINVAL;
-		return loop_add((long)parm < 0 ? -1 : (int)parm, false);
+		return loop_add((long)parm < 0 ? -1 : (int)parm, NULL);
 	case LOOP_CTL_REMOVE:
 		return loop_control_remove((long)parm);
 	case LOOP_CTL_GET_FREE:
@@ -580,7 +615,7 @@ static void loop_probe(dev_t dev)
 
 	if (max_loop_specified && max_loop && idx >= max_loop)
 		return;
-	loop_add(idx, false);
+	loop_add(idx, NULL);
 }
 #else
 #define loop_probe NULL
@@ -612,7 +647,7 @@ static int __init loop_init(void)
 		goto out_misc;
 	}
 	for (i = 0; i < max_loop; i++)
-		loop_add(i, false);
+		loop_add(i, NULL);
 	pr_info("module loaded (reworked lifecycle, autoclear-delete)\n");
 	return 0;
 
