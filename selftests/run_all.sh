@@ -33,6 +33,9 @@ if [ -n "${LOOP_MODULE:-}" ] && [ -f "$stock" ] && [ -x ./loop_perm_test ]; then
 	insmod "$LOOP_MODULE" || { echo "not ok - reload our loop.ko"; exit 1; }
 fi
 
+hold_param=/sys/module/loop/parameters/get_free_hold_ms
+hold_ms=$(cat "$hold_param" 2>/dev/null)
+
 # Copies the TAP and says after each test's result line how long it took.
 timed() {
 	local line t=$SECONDS
@@ -59,6 +62,9 @@ for t in loop_ioctl_test loop_ioctl_test32 loop_badinput_test \
 	if [ -n "${LOOP_ONLY:-}" ]; then
 		case " $LOOP_ONLY " in *" $t "*) ;; *) continue ;; esac
 	fi
+	# A test killed by its timeout cannot restore the GET_FREE hold it
+	# changed: every program starts with the value of load time.
+	[ -n "$hold_ms" ] && echo "$hold_ms" > "$hold_param"
 	echo "# ===== $t ($(uname -r)) ====="
 	t0=$SECONDS
 	case "$t" in

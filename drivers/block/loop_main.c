@@ -17,6 +17,7 @@
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/pid.h>
 #include <linux/slab.h>
 
 #include "loop.h"
@@ -116,15 +117,31 @@ module_param(get_free_hold_ms, uint, 0644);
 MODULE_PARM_DESC(get_free_hold_ms, "How long LOOP_CTL_GET_FREE keeps a device for its caller, ms (default 1000, 0: off)");
 
 /*
+ * End LOOP_CTL_GET_FREE's hold of @lo if it expired or its holder has
+ * exited (nobody is left to attach the device). Returns the holder, to be
+ * put as for loop_free_hold(), or NULL.
+ */
+static struct pid *loop_free_expire(struct loop_device *lo)
+{
+	struct pid *old = lo->lo_free_holder;
+
+	lockdep_assert_held(&lo->lo_state_lock);
+	if (!old || (time_before64(get_jiffies_64(), lo->lo_free_hold_end) &&
+		     pid_has_task(old, PIDTYPE_PID)))
+		return NULL;
+	lo->lo_free_holder = NULL;
+	return old;
+}
+
+/*
  * Is @lo held by LOOP_CTL_GET_FREE for a thread other than the caller? The
  * hold ends when the device is bound, when its holder's close is the last
- * one, or when it expires.
+ * one, when its holder exits, or when it expires (see loop_free_expire()).
  */
 static bool loop_free_held_for_other(struct loop_device *lo)
 {
 	lockdep_assert_held(&lo->lo_state_lock);
-	return lo->lo_free_holder && lo->lo_free_holder != task_pid(current) &&
-	       time_before64(get_jiffies_64(), lo->lo_free_hold_end);
+	return lo->lo_free_holder && lo->lo_free_holder != task_pid(current);
 }
 
 /*
@@ -322,10 +339,12 @@ static int loop_add(int idx, struct pid *holder)
 	err = add_disk(disk);
 	if (err)
 		goto out_put_disk;
+	/* Visible, it can be removed and freed at once: return a copy. */
+	idx = lo->lo_number;
 	mutex_lock(&loop_ctl_mutex);
 	lo->lo_idr_visible = true;
 	mutex_unlock(&loop_ctl_mutex);
-	return lo->lo_number;
+	return idx;
 
 out_put_disk:
 	/*
@@ -512,15 +531,17 @@ void loop_withdraw_limits_later(void)
 /*
  * The number of an unbound device, creating one if there is none, held
  * for the calling thread: until the device is bound, until that thread's
- * close of it is the last one, or for get_free_hold_ms, no other caller
- * gets it, so that concurrent "losetup -f" do not collide on one device
- * (stock hands it to all of them, and all but one fail their attach with
- * EBUSY). The caller's own hold does not stop it: asked again, it gets the
- * same device, unless it has it open.
+ * close of it is the last one, until that thread exits, or for
+ * get_free_hold_ms, no other caller gets it, so that concurrent "losetup
+ * -f" do not collide on one device (stock hands it to all of them, and all
+ * but one fail their attach with EBUSY). The caller's own hold does not
+ * stop it: asked again, it gets the same device, unless it has it open or
+ * a lower one became free meanwhile. Expired holds, and those of threads
+ * that exited, are dropped on the way.
  */
 static int loop_control_get_free(void)
 {
-	struct pid *holder = NULL, *old = NULL;
+	struct pid *holder = NULL, *ended, *replaced = NULL;
 	struct loop_device *lo;
 	bool found = false;
 	int id, err;
@@ -543,19 +564,22 @@ static int loop_control_get_free(void)
 		if (!lo->lo_idr_visible || disk_openers(lo->lo_disk))
 			continue;
 		spin_lock(&lo->lo_state_lock);
+		ended = loop_free_expire(lo);
+		/* Not held any more, or held for the caller itself. */
 		if (lo->lo_state == LO_UNBOUND &&
 		    !loop_free_held_for_other(lo)) {
-			old = loop_free_hold(lo, holder);
+			replaced = loop_free_hold(lo, holder);
 			found = true;
 		}
 		spin_unlock(&lo->lo_state_lock);
+		put_pid(ended);
+		put_pid(replaced);
 		if (found)
 			break;
 	}
 	mutex_unlock(&loop_ctl_mutex);
 	if (!found)
 		return loop_add(-1, holder);
-	put_pid(old);
 	return id;
 }
 
