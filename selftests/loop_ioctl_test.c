@@ -53,7 +53,7 @@ static int get_status(int fd, struct loop_info64 *info)
 	return ioctl(fd, LOOP_GET_STATUS64, info) ? -errno : 0;
 }
 
-#define HOLD_PARAM "/sys/module/loop/parameters/get_free_hold_ms"
+#define HOLD_PARAM LT_HOLD_PARAM
 
 /* Sleep until lt_now() reaches @t, however often the sleep is cut short. */
 static void sleep_until(double t)
@@ -80,38 +80,6 @@ static int wait_out_holds(void)
 	fclose(f);
 	sleep_until(lt_now() + (ms + 100) / 1000.0);
 	return ms;
-}
-
-/*
- * LOOP_CTL_GET_FREE's answer to another thread: a child process's; with
- * @open_close, the child also opens and closes the device it got (its
- * close is the last: its hold ends).
- */
-static int get_free_other_thread(int open_close)
-{
-	int pfd[2], n = -1;
-	pid_t pid;
-
-	if (pipe(pfd))
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		n = lt_get_free();
-		if (n >= 0 && open_close) {
-			int fd = lt_open_dev(n, O_RDWR);
-
-			if (fd >= 0)
-				close(fd);
-		}
-		_exit(write(pfd[1], &n, sizeof(n)) == sizeof(n) ? 0 : 1);
-	}
-	close(pfd[1]);
-	if (pid < 0 || read(pfd[0], &n, sizeof(n)) != sizeof(n))
-		n = -1;
-	close(pfd[0]);
-	if (pid > 0)
-		waitpid(pid, NULL, 0);
-	return n;
 }
 
 /*
@@ -187,26 +155,26 @@ TEST(get_free_holds_for_its_caller)
 	n = lt_get_free();
 	again = lt_get_free();
 	t = lt_now();
-	other = get_free_other_thread(0);
+	other = lt_get_free_in_child(0);
 	/* The hold's own expiry, waited for: not a race. */
 	sleep_until(t + 2.1);
-	expired = get_free_other_thread(0);
+	expired = lt_get_free_in_child(0);
 	/* That thread got it, and exited: its hold ended with it. */
 	after = lt_get_free();
 	/* A long hold, which only the attach by another process ends. */
 	ASSERT_EQ(0, lt_write_str(HOLD_PARAM, "10000"));
 	k = lt_get_free();
 	EXPECT_EQ(0, attach_close_in_child(k, file));
-	k_other = get_free_other_thread(1);
+	k_other = lt_get_free_in_child(1);
 	/* Its holder opens and closes it, the last close: the hold ends. */
 	j = lt_get_free();
 	fd = j < 0 ? -1 : lt_open_dev(j, O_RDWR);
 	if (fd >= 0)
 		close(fd);
-	j_other = get_free_other_thread(1);
+	j_other = lt_get_free_in_child(1);
 	ASSERT_EQ(0, lt_write_str(HOLD_PARAM, "0"));
 	m = lt_get_free();
-	m_other = get_free_other_thread(0);
+	m_other = lt_get_free_in_child(0);
 	ASSERT_EQ(0, lt_write_str(HOLD_PARAM, old));
 	TH_LOG("loop%d, again %d, other %d, expired %d, after %d; attached %d, then %d; closed %d, then %d; no hold: %d, %d",
 	       n, again, other, expired, after, k, k_other, j, j_other, m,

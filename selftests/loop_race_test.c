@@ -1020,7 +1020,7 @@ FIXTURE_VARIANT_ADD(alloc, threads_16) {
 	.threads = 16,
 };
 
-#define HOLD_PARAM "/sys/module/loop/parameters/get_free_hold_ms"
+#define HOLD_PARAM LT_HOLD_PARAM
 
 /*
  * A hold of 10 s, so that a thread that the slowest guest (TCG, KCSAN)

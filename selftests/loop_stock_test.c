@@ -519,35 +519,6 @@ out:
 	free(path);
 }
 
-/* LOOP_CTL_GET_FREE's answer in a new process, waited for. */
-static int get_free_in_child(int open_close)
-{
-	int pfd[2], n = -1;
-	pid_t pid;
-
-	if (pipe(pfd))
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		int m = lt_get_free();
-
-		if (m >= 0 && open_close) {
-			int fd = lt_open_dev(m, O_RDWR);
-
-			if (fd >= 0)
-				close(fd);
-		}
-		_exit(write(pfd[1], &m, sizeof(m)) == sizeof(m) ? 0 : 1);
-	}
-	close(pfd[1]);
-	if (pid < 0 || read(pfd[0], &n, sizeof(n)) != sizeof(n))
-		n = -1;
-	close(pfd[0]);
-	if (pid > 0)
-		waitpid(pid, NULL, 0);
-	return n;
-}
-
 static const char *same(int a, int b)
 {
 	return a < 0 || b < 0 ? "error" : a == b ? "same" : "other";
@@ -559,7 +530,7 @@ static const char *same(int a, int b)
  * device opened and closed it without attaching; a fourth asks after the
  * caller attached its device and detached it again.
  */
-#define HOLD_PARAM "/sys/module/loop/parameters/get_free_hold_ms"
+#define HOLD_PARAM LT_HOLD_PARAM
 
 static void get_free_callers(const struct scase *c, char *ans)
 {
@@ -581,9 +552,9 @@ static void get_free_callers(const struct scase *c, char *ans)
 	n = lt_get_free();
 
 	say(ans, "again=%s", same(n, lt_get_free()));
-	say(ans, "other_process=%s", same(n, get_free_in_child(0)));
-	m = get_free_in_child(1);
-	say(ans, "after_its_close=%s", same(m, get_free_in_child(0)));
+	say(ans, "other_process=%s", same(n, lt_get_free_in_child(0)));
+	m = lt_get_free_in_child(1);
+	say(ans, "after_its_close=%s", same(m, lt_get_free_in_child(0)));
 	fd = n < 0 ? -1 : lt_open_dev(n, O_RDWR);
 	r = fd < 0 ? -errno : lt_configure(fd, path, O_RDWR, 0, 0, 0, 0);
 	say(ans, "configure=%s", lt_errname(r));
@@ -591,7 +562,7 @@ static void get_free_callers(const struct scase *c, char *ans)
 		ioctl(fd, LOOP_CLR_FD);
 	if (fd >= 0)
 		close(fd);
-	say(ans, "after_attach_detach=%s", same(n, get_free_in_child(0)));
+	say(ans, "after_attach_detach=%s", same(n, lt_get_free_in_child(0)));
 	if (hold[0])
 		lt_write_str(HOLD_PARAM, hold);
 	put_backing(B_TMPFS, path);

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/fs.h>
@@ -137,6 +138,41 @@ static inline int lt_open_dev(int n, int flags)
 
 	snprintf(path, sizeof(path), "/dev/loop%d", n);
 	return open(path, flags | O_CLOEXEC);
+}
+
+/* Our LOOP_CTL_GET_FREE's hold (absent with the stock loop.ko). */
+#define LT_HOLD_PARAM "/sys/module/loop/parameters/get_free_hold_ms"
+
+/*
+ * LOOP_CTL_GET_FREE's answer in a new process (another thread than the
+ * caller's), waited for; with @open_close the child also opens and closes
+ * the device it got (its close is the last: its hold ends). -1 on error.
+ */
+static inline int lt_get_free_in_child(int open_close)
+{
+	int pfd[2], n = -1;
+	pid_t pid;
+
+	if (pipe(pfd))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		n = lt_get_free();
+		if (n >= 0 && open_close) {
+			int fd = lt_open_dev(n, O_RDWR);
+
+			if (fd >= 0)
+				close(fd);
+		}
+		_exit(write(pfd[1], &n, sizeof(n)) == sizeof(n) ? 0 : 1);
+	}
+	close(pfd[1]);
+	if (pid < 0 || read(pfd[0], &n, sizeof(n)) != sizeof(n))
+		n = -1;
+	close(pfd[0]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	return n;
 }
 
 /* Seconds on the monotonic clock. */
