@@ -38,7 +38,7 @@ load() {
 
 # fio on $1 for job $2; prints MB/s for 1 MiB jobs, IOPS for 4 KiB ones.
 fio_job() {
-	local target=$1 job=$2 direct=$3 rw bs qd field
+	local target=$1 job=$2 direct=$3 rw bs qd field jobs=1 hot=0
 	case "$job" in
 	seq-read) rw=read bs=1M qd=1 ;;
 	seq-write) rw=write bs=1M qd=1 ;;
@@ -46,6 +46,10 @@ fio_job() {
 	rand-read-qd32) rw=randread bs=4k qd=32 ;;
 	rand-write-qd1) rw=randwrite bs=4k qd=1 ;;
 	rand-write-qd32) rw=randwrite bs=4k qd=32 ;;
+	rand-rw-4jobs-qd32) rw=randrw bs=4k qd=32 jobs=4 ;;
+	# The backing file in the page cache (read once before): raw is a
+	# copy from memory.
+	rand-read-hot-qd1) rw=randread bs=4k qd=1 hot=1 ;;
 	esac
 	# Nothing left to write back from the job before: that would run
 	# in the background and be charged to whichever driver comes next.
@@ -54,8 +58,10 @@ fio_job() {
 	# the one before ran at memory speed, the next at disk speed.
 	sync
 	echo 3 > /proc/sys/vm/drop_caches
+	[ "$hot" = 1 ] && cat "$4" > /dev/null
 	fio --name=j --filename="$target" --rw=$rw --bs=$bs --iodepth=$qd \
 		--ioengine=libaio --direct="$direct" --size=$size \
+		--numjobs=$jobs --group_reporting \
 		--runtime="$runtime" --time_based --output-format=terse \
 		--terse-version=3 </dev/null 2>/dev/null |
 	awk -F';' -v bs=$bs '{
@@ -63,7 +69,8 @@ fio_job() {
 		if (bs == "1M") printf "%.1f\n", bw / 1024; else printf "%.0f\n", iops }'
 }
 
-jobs="seq-read seq-write rand-read-qd1 rand-read-qd32 rand-write-qd1 rand-write-qd32"
+jobs="seq-read seq-write rand-read-qd1 rand-read-qd32 rand-write-qd1 rand-write-qd32
+rand-rw-4jobs-qd32 rand-read-hot-qd1"
 # backing setup: name file loop-options raw-direct
 setups="tmpfs-buffered /tmp/bench.img - 0
 ext4-buffered /mnt/scratch/bench.img - 0
@@ -92,7 +99,7 @@ io_job() {
 	[ "$opt" = - ] && opt=
 	load "$drv"
 	dev=$(losetup -f --show $opt "$file" </dev/null) || { echo "# losetup failed"; exit 1; }
-	result "io:$name:$job $drv $(fio_job "$dev" "$job" 1)"
+	result "io:$name:$job $drv $(fio_job "$dev" "$job" 1 "$file")"
 	losetup -d "$dev" </dev/null
 }
 
@@ -100,7 +107,7 @@ io_round() {
 	local name file opt direct j drv i=0
 	while read -r name file opt direct; do
 		for j in $jobs; do
-			result "io:$name:$j raw $(fio_job "$file" "$j" "$direct")"
+			result "io:$name:$j raw $(fio_job "$file" "$j" "$direct" "$file")"
 			for drv in $(order $i); do
 				io_job "$drv" "$name" "$file" "$opt" "$j"
 			done

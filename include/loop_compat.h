@@ -19,6 +19,7 @@
 
 #include <linux/blk-mq.h>
 #include <linux/blkdev.h>
+#include <linux/fs.h>
 #include <linux/lockdep.h>
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
@@ -223,6 +224,33 @@ static inline u8 loop_bdev_partno(const struct block_device *bdev)
 #else
 	return bdev->bd_partno;
 #endif
+}
+
+/* Do buffered writes to @file honour IOCB_NOWAIT (6.12: a f_op flag)? */
+static inline bool loop_nowait_buffered_write(const struct file *file)
+{
+#ifdef FOP_BUFFER_WASYNC
+	return file->f_op->fop_flags & FOP_BUFFER_WASYNC;
+#else
+	return file->f_mode & FMODE_BUF_WASYNC;
+#endif
+}
+
+/*
+ * Take the submitter's plug away while we issue I/O of our own, and give it
+ * back. 6.12 caches a time stamp in the plug and flags the task so that
+ * the scheduler clears it (PF_BLOCK_TS): drop the stamp first, or a sleep
+ * without the plug would clear it through a NULL pointer.
+ */
+static inline struct blk_plug *loop_plug_detach(void)
+{
+	struct blk_plug *plug = current->plug;
+
+#ifdef PF_BLOCK_TS
+	blk_plug_invalidate_ts();
+#endif
+	current->plug = NULL;
+	return plug;
 }
 
 /*

@@ -82,7 +82,7 @@ END {
 	printf "\n\n"
 	if (has["io"]) {
 		printf "## I/O (fio, libaio, O_DIRECT on the loop device; MB/s for 1 MiB jobs, IOPS for 4 KiB)\n\n"
-		printf "Backing file of 256 MiB on tmpfs or on ext4 on a virtio disk; loop device buffered or with `--direct-io=on`. raw: the same job on the backing file itself (buffered for the buffered setups). Every job starts after `sync` and with the page cache dropped.\n\n"
+		printf "Backing file of 256 MiB on tmpfs or on ext4 on a virtio disk; loop device buffered or with `--direct-io=on`. raw: the same job on the backing file itself (buffered for the buffered setups). Every job starts after `sync` and with the page cache dropped; `rand-read-hot-qd1` then reads the backing file once, so that it is cached (for the buffered setups raw is then a copy from memory); `rand-rw-4jobs-qd32` runs 4 fio jobs at once.\n\n"
 		printf "| setup | job | raw | stock | ours | ours/stock | range | ours/raw |\n"
 		printf "|---|---|---:|---:|---:|---:|---:|---:|\n"
 		worst = ""

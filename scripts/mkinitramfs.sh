@@ -22,7 +22,8 @@ cp /bin/busybox "$root/bin/busybox"
 tools="/usr/sbin/losetup /usr/bin/mount /usr/bin/umount /usr/sbin/blkid
 /usr/sbin/sfdisk /usr/bin/partx /usr/sbin/mkfs.ext4 /usr/sbin/mke2fs
 /usr/bin/bash /usr/sbin/blockdev /usr/bin/lsblk /usr/bin/fio /usr/bin/cmp
-/usr/bin/strace /usr/sbin/mkfs.btrfs /usr/bin/btrfs /usr/sbin/mkfs.jfs"
+/usr/bin/strace /usr/sbin/mkfs.btrfs /usr/bin/btrfs /usr/sbin/mkfs.jfs
+/usr/sbin/e2fsck"
 for t in $tools; do
 	[ -e "$t" ] || continue
 	mkdir -p "$root$(dirname "$t")"

@@ -64,8 +64,12 @@ for patch in scripts/breakages/*.patch; do
 		fi
 		for t in $tests; do
 			n=$((n + 1))
-			# Kernel crash lines printed since the test started.
-			crash=$(sed -n "/RUN  *[a-z_0-9.]*\.$t /,\$p" "$tap" |
+			# Kernel crash lines printed since the last run of the
+			# test started (of one variant, if it has several), and
+			# that run's full name.
+			full=$(grep -aoE "RUN  *[a-z_0-9.]*\.$t " "$tap" |
+				tail -n 1 | awk '{ print $2 }')
+			crash=$(sed -n "/RUN  *${full//./\\.} /,\$p" "$tap" |
 				grep -E '\] (BUG|Oops|RIP|Kernel panic|general protection|INFO: task)' |
 				head -n 2)
 			if grep -qE "^not ok [0-9]+ [a-z_0-9.]*\.$t\$" "$tap"; then
@@ -74,8 +78,8 @@ for patch in scripts/breakages/*.patch; do
 				sed -n "/RUN  *[a-z_0-9.]*\.$t /,/[a-z_0-9.]*\.$t\$/p" "$tap" |
 					grep -E "^# $prog.c:[0-9]+:$t:" |
 					grep -v ':Expected ' | head -n 2
-			elif [ -n "$crash" ] &&
-				! grep -qE "^ok [0-9]+ [a-z_0-9.]*\.$t\$" "$tap"; then
+			elif [ -n "$full" ] && [ -n "$crash" ] &&
+				! grep -qE "^ok [0-9]+ ${full//./\\.}\$" "$tap"; then
 				# The guest panics on an oops: the test got no verdict.
 				echo "ok $n $name: caught by $prog $t (the kernel crashed or hung while it ran)"
 				echo "$crash" | sed 's/^/# /'

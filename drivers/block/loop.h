@@ -63,7 +63,8 @@
  *
  * The I/O path takes only lo->lo_work_lock (loop_io.c), a spinlock with
  * interrupts off that nests in none of the above and under which nothing
- * else is taken.
+ * else is taken. Its fast path calls the backing file from ->queue_rq
+ * with none of our locks held.
  */
 #ifndef _DRIVERS_BLOCK_LOOP_H
 #define _DRIVERS_BLOCK_LOOP_H
@@ -180,6 +181,8 @@ struct loop_device {
 	 */
 	atomic_t		lo_inflight;
 	bool			lo_draining;
+	/* Requests loop_try_nowait() issued: statistics, sysfs. */
+	atomic_long_t		lo_nowait_issued;
 
 	bool			lo_use_dio;		/* config */
 	/* Set by attach, cleared by the teardown: never concurrent. */
@@ -217,8 +220,13 @@ static inline struct request_queue *loop_queue(struct loop_device *lo)
  * @node:	in a worker's request list
  * @ref:	async I/O only: submitter and completion each hold one
  * @use_aio:	issue the read or write asynchronously (direct I/O)
- * @requeued:	requeued after a short transfer, still counted in
- *		lo_inflight (set by the completion, cleared by ->queue_rq)
+ * @requeued:	requeued after a short transfer or a refused IOCB_NOWAIT
+ *		attempt, still counted in lo_inflight (set by the
+ *		completion, cleared by ->queue_rq)
+ * @nowait:	issued by ->queue_rq with IOCB_NOWAIT (loop_try_nowait())
+ * @to_worker:	after an IOCB_NOWAIT attempt the file refused: the worker
+ *		issues it, waiting (set by the completion, cleared by
+ *		->queue_rq)
  * @ret:	result: bytes transferred or negative errno
  * @iocb:	the read or write on the backing file
  * @bvec:	bvec array for requests of several bios, else NULL
@@ -232,6 +240,8 @@ struct loop_cmd {
 	atomic_t			ref;
 	bool				use_aio;
 	bool				requeued;
+	bool				nowait;
+	bool				to_worker;
 	long				ret;
 	struct kiocb			iocb;
 	struct bio_vec			*bvec;
@@ -243,6 +253,7 @@ struct loop_cmd {
 extern int loop_part_shift;
 struct pid *loop_free_unhold(struct loop_device *lo);
 extern int loop_hw_queue_depth;
+extern bool loop_nowait;
 int loop_control_remove_device(struct loop_device *lo);
 void loop_hide_device(struct loop_device *lo);
 void loop_remove(struct loop_device *lo);

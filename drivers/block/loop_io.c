@@ -11,6 +11,12 @@
  *  - direct I/O submits an asynchronous kiocb, and the request completes
  *    when both the submitter and the backing file's completion are done.
  *
+ * The fast path (module parameter nowait): ->queue_rq issues a read or
+ * write itself, with IOCB_NOWAIT, when the backing file supports that and
+ * the submitter's context allows it (loop_nowait_allowed()); what the file
+ * cannot take at once goes to the worker as above. The queue is then
+ * BLK_MQ_F_BLOCKING, so that ->queue_rq may sleep.
+ *
  * Flush is fsync of the backing file; discard and write-zeroes are
  * fallocate (punch hole or zero range). A short transfer that made progress
  * is requeued for the rest; one that made none fails the request. Errors
@@ -34,6 +40,7 @@
 #include <linux/falloc.h>
 #include <linux/memcontrol.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/task_stack.h>
 #include <linux/slab.h>
 #include <linux/uio.h>
 
@@ -63,12 +70,44 @@ static void loop_aio_complete(struct kiocb *iocb, long ret)
 }
 
 /*
- * Read or write the request at byte @pos of the backing file. Returns the
- * bytes transferred or a negative errno, or -EIOCBQUEUED when the request
- * will be completed by loop_aio_complete(). May sleep.
+ * Write access to the backing file's filesystem (freeze protection) for a
+ * write of @cmd. With IOCB_NOWAIT only if it can be had at once, and as a
+ * trylock: the submitter may hold the same lock class of its own
+ * filesystem (ext4 on ext4), which lockdep would report as recursion. The
+ * asynchronous form hands it over to the completion (kiocb_end_write()).
+ */
+static bool loop_start_write(struct loop_cmd *cmd, int nowait)
+{
+	struct file *file = cmd->iocb.ki_filp;
+	struct super_block *sb = file_inode(file)->i_sb;
+
+	if (cmd->use_aio) {
+		if (!nowait) {
+			kiocb_start_write(&cmd->iocb);
+			return true;
+		}
+		if (!sb_start_write_trylock(sb))
+			return false;
+		__sb_writers_release(sb, SB_FREEZE_WRITE);
+		return true;
+	}
+	if (!nowait) {
+		file_start_write(file);
+		return true;
+	}
+	return file_start_write_trylock(file);
+}
+
+/*
+ * Read or write the request at byte @pos of the backing file, with
+ * @nowait (0 or IOCB_NOWAIT: see loop_try_nowait()). Returns the bytes
+ * transferred or a negative errno, or -EIOCBQUEUED when the request will be
+ * completed by loop_aio_complete(); with IOCB_NOWAIT, -EAGAIN if the file
+ * could not take it at once (nothing was issued, nothing will complete).
+ * May sleep.
  */
 static long loop_rw(struct loop_device *lo, struct loop_cmd *cmd, loff_t pos,
-		    unsigned int dir)
+		    unsigned int dir, int nowait)
 {
 	struct request *rq = blk_mq_rq_from_pdu(cmd);
 	struct file *file = lo->lo_backing_file;
@@ -103,16 +142,24 @@ static long loop_rw(struct loop_device *lo, struct loop_cmd *cmd, loff_t pos,
 	cmd->iocb.ki_pos = pos;
 	cmd->iocb.ki_filp = file;
 	cmd->iocb.ki_ioprio = req_get_ioprio(rq);
+	if (dir == ITER_SOURCE && !loop_start_write(cmd, nowait)) {
+		ret = -EAGAIN;
+		goto out_free;
+	}
 	if (cmd->use_aio) {
-		cmd->iocb.ki_flags = IOCB_DIRECT;
+		cmd->iocb.ki_flags = IOCB_DIRECT | nowait;
 		cmd->iocb.ki_complete = loop_aio_complete;
 		/* One reference for us, one for the completion. */
 		atomic_set(&cmd->ref, 2);
-		if (dir == ITER_SOURCE) {
-			kiocb_start_write(&cmd->iocb);
+		if (dir == ITER_SOURCE)
 			ret = file->f_op->write_iter(&cmd->iocb, &iter);
-		} else {
+		else
 			ret = file->f_op->read_iter(&cmd->iocb, &iter);
+		if (ret == -EAGAIN && nowait) {
+			/* Refused before anything was issued. */
+			if (dir == ITER_SOURCE)
+				kiocb_end_write(&cmd->iocb);
+			goto out_free;
 		}
 		if (ret != -EIOCBQUEUED)
 			loop_aio_complete(&cmd->iocb, ret);
@@ -120,15 +167,15 @@ static long loop_rw(struct loop_device *lo, struct loop_cmd *cmd, loff_t pos,
 		return -EIOCBQUEUED;
 	}
 
-	cmd->iocb.ki_flags = 0;
+	cmd->iocb.ki_flags = nowait;
 	cmd->iocb.ki_complete = NULL;
 	if (dir == ITER_SOURCE) {
-		file_start_write(file);
 		ret = file->f_op->write_iter(&cmd->iocb, &iter);
 		file_end_write(file);
 	} else {
 		ret = file->f_op->read_iter(&cmd->iocb, &iter);
 	}
+out_free:
 	kfree(cmd->bvec);
 	cmd->bvec = NULL;
 	return ret;
@@ -165,7 +212,9 @@ static long loop_fallocate(struct loop_device *lo, struct request *rq,
 	return loop_eio(ret);
 }
 
-static long loop_do_request(struct loop_device *lo, struct loop_cmd *cmd)
+/* @nowait: 0, or IOCB_NOWAIT for a read or write (loop_try_nowait()). */
+static long loop_do_request(struct loop_device *lo, struct loop_cmd *cmd,
+			    int nowait)
 {
 	struct request *rq = blk_mq_rq_from_pdu(cmd);
 	loff_t pos = ((loff_t)blk_rq_pos(rq) << SECTOR_SHIFT) + lo->lo_offset;
@@ -184,9 +233,9 @@ static long loop_do_request(struct loop_device *lo, struct loop_cmd *cmd)
 
 	switch (req_op(rq)) {
 	case REQ_OP_READ:
-		return loop_rw(lo, cmd, pos, ITER_DEST);
+		return loop_rw(lo, cmd, pos, ITER_DEST, nowait);
 	case REQ_OP_WRITE:
-		return loop_rw(lo, cmd, pos, ITER_SOURCE);
+		return loop_rw(lo, cmd, pos, ITER_SOURCE, nowait);
 	case REQ_OP_FLUSH:
 		err = vfs_fsync(lo->lo_backing_file, 0);
 		return loop_eio(err);
@@ -231,7 +280,7 @@ static void loop_handle_cmd(struct loop_device *lo, struct loop_cmd *cmd)
 		old_memcg = set_active_memcg(mem_cgroup_from_css(memcg_css));
 #endif
 
-	ret = loop_do_request(lo, cmd);
+	ret = loop_do_request(lo, cmd, 0);
 
 #ifdef CONFIG_MEMCG
 	if (memcg_css) {
@@ -495,15 +544,154 @@ static bool loop_rq_from_dead_partition(struct loop_device *lo,
 	return false;
 }
 
+/*
+ * Is there room on the stack for a filesystem's read or write and the
+ * block I/O below it? Half of it must be left: the submitter may itself be
+ * deep in a filesystem or a stacked driver. Not on the task's stack at
+ * all (an interrupt stack) counts as no room.
+ */
+static bool loop_stack_has_room(void)
+{
+	unsigned long base = (unsigned long)task_stack_page(current);
+	unsigned long here = (unsigned long)&base;
+
+	return object_is_on_stack(&base) && here - base >= THREAD_SIZE / 2;
+}
+
+/* Is the submitter in @cmd's block cgroup (so that its I/O is charged right)? */
+static bool loop_in_cmd_blkcg(struct loop_cmd *cmd)
+{
+#ifdef CONFIG_BLK_CGROUP
+	bool same;
+
+	if (!cmd->blkcg_css)
+		return true;
+	rcu_read_lock();
+	same = task_css(current, io_cgrp_id) == cmd->blkcg_css;
+	rcu_read_unlock();
+	return same;
+#else
+	return true;
+#endif
+}
+
+/*
+ * May ->queue_rq issue @cmd itself (loop_try_nowait())? Only a read or a
+ * write the backing file promises to take without waiting, and only from
+ * a context where the backing file's filesystem may run as if called by
+ * the submitter (Documentation/admin-guide/blockdev/loop.rst says why each
+ * check is there):
+ *  - not inside a filesystem transaction (jbd2, XFS and btrfs keep theirs
+ *    in current->journal_info; the backing filesystem would take it for
+ *    its own);
+ *  - not in reclaim, nor in a scope that must not recurse into I/O or
+ *    filesystems: every loop worker and this path itself run with
+ *    PF_MEMALLOC_NOIO, so a device stacked on another never nests here;
+ *  - not inside submit_bio() (current->bio_list): bios the file submits
+ *    would wait on that list until we return, and a filesystem that waits
+ *    for one of them (metadata) would wait forever;
+ *  - where sleeping is allowed: the queue dispatches under SRCU
+ *    (BLK_MQ_F_BLOCKING), but a stacked driver may call us under RCU or
+ *    with preemption off;
+ *  - with half of the stack left;
+ *  - from a submitter in the request's block cgroup.
+ */
+static bool loop_nowait_allowed(struct loop_device *lo,
+				struct blk_mq_hw_ctx *hctx, struct loop_cmd *cmd)
+{
+	struct request *rq = blk_mq_rq_from_pdu(cmd);
+	struct file *file = lo->lo_backing_file;
+
+	if (!READ_ONCE(loop_nowait) || !(hctx->flags & BLK_MQ_F_BLOCKING))
+		return false;
+	if (req_op(rq) != REQ_OP_READ && req_op(rq) != REQ_OP_WRITE)
+		return false;
+	if (!(file->f_mode & FMODE_NOWAIT))
+		return false;
+	if (req_op(rq) == REQ_OP_WRITE && !cmd->use_aio &&
+	    !loop_nowait_buffered_write(file))
+		return false;
+	if (current->journal_info || current->bio_list)
+		return false;
+	if (current->flags & (PF_MEMALLOC | PF_MEMALLOC_NOIO | PF_MEMALLOC_NOFS))
+		return false;
+	if (!preemptible() || rcu_preempt_depth())
+		return false;
+	return loop_stack_has_room() && loop_in_cmd_blkcg(cmd);
+}
+
+/*
+ * The fast path: issue @cmd's read or write from ->queue_rq, with
+ * IOCB_NOWAIT, instead of handing it to a worker (a context switch each
+ * way). The same settings as the worker's (no I/O from our allocations,
+ * writeback throttled against the backing device only, the request's
+ * memory cgroup), and no plug: bios of the backing file must not join the
+ * plug list that the block layer may be dispatching us from. False if the
+ * worker must issue it: not allowed here, or the file could not take it
+ * at once (nothing was issued; @cmd is untouched). True if issued: it
+ * completes as any other, and if the file refuses it later (-EAGAIN from
+ * an asynchronous completion), loop_complete_rq() sends it to the worker.
+ */
+static bool loop_try_nowait(struct loop_device *lo, struct blk_mq_hw_ctx *hctx,
+			    struct loop_cmd *cmd)
+{
+	/* Read before issuing: see loop_handle_cmd(). */
+	struct cgroup_subsys_state *memcg_css = cmd->memcg_css;
+	struct request *rq = blk_mq_rq_from_pdu(cmd);
+	struct mem_cgroup *old_memcg = NULL;
+	unsigned int noio, old_flags;
+	struct blk_plug *plug;
+	long ret;
+
+	if (!loop_nowait_allowed(lo, hctx, cmd))
+		return false;
+	cmd->nowait = true;
+	noio = memalloc_noio_save();
+	old_flags = current->flags;
+	current->flags |= PF_LOCAL_THROTTLE;
+	plug = loop_plug_detach();
+#ifdef CONFIG_MEMCG
+	if (memcg_css)
+		old_memcg = set_active_memcg(mem_cgroup_from_css(memcg_css));
+#endif
+
+	ret = loop_do_request(lo, cmd, IOCB_NOWAIT);
+
+#ifdef CONFIG_MEMCG
+	if (memcg_css)
+		set_active_memcg(old_memcg);
+#endif
+	current->plug = plug;
+	current->flags = (current->flags & ~PF_LOCAL_THROTTLE) |
+			 (old_flags & PF_LOCAL_THROTTLE);
+	memalloc_noio_restore(noio);
+
+	if (ret == -EAGAIN) {
+		cmd->nowait = false;
+		return false;
+	}
+	if (memcg_css)
+		css_put(memcg_css);
+	atomic_long_inc(&lo->lo_nowait_issued);
+	/* After -EIOCBQUEUED, @cmd may already be completed and reused. */
+	if (ret != -EIOCBQUEUED) {
+		cmd->ret = ret;
+		blk_mq_complete_request(rq);
+	}
+	return true;
+}
+
 static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
 				  const struct blk_mq_queue_data *bd)
 {
 	struct request *rq = bd->rq;
 	struct loop_cmd *cmd = blk_mq_rq_to_pdu(rq);
 	struct loop_device *lo = rq->q->queuedata;
+	bool to_worker = cmd->to_worker;
 
 	blk_mq_start_request(rq);
-	/* The rest of a short transfer: still counted, still bound. */
+	cmd->to_worker = false;
+	/* The rest of a short transfer, or a retry: still counted, bound. */
 	if (cmd->requeued)
 		cmd->requeued = false;
 	else if (unlikely(loop_rq_beyond_capacity(lo, rq) ||
@@ -526,6 +714,9 @@ static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
 #endif
 	}
 #endif
+	if (!to_worker && loop_try_nowait(lo, hctx, cmd))
+		return BLK_STS_OK;
+	cmd->nowait = false;
 	loop_queue_cmd(lo, cmd);
 	return BLK_STS_OK;
 }
@@ -540,7 +731,17 @@ static void loop_complete_rq(struct request *rq)
 	blk_status_t status = BLK_STS_OK;
 	struct bio *bio;
 
-	if (ret < 0) {
+	if (ret == -EAGAIN && cmd->nowait) {
+		/*
+		 * The file refused an IOCB_NOWAIT read or write after taking
+		 * it (a device below out of tags, say): the worker issues it
+		 * again, waiting. Still counted, as a short transfer.
+		 */
+		cmd->requeued = true;
+		cmd->to_worker = true;
+		blk_mq_requeue_request(rq, true);
+		return;
+	} else if (ret < 0) {
 		status = errno_to_blk_status(ret);
 	} else if ((req_op(rq) == REQ_OP_READ || req_op(rq) == REQ_OP_WRITE) &&
 		   ret < bytes) {
@@ -580,6 +781,7 @@ static int loop_init_request(struct blk_mq_tag_set *set, struct request *rq,
 	struct loop_cmd *cmd = blk_mq_rq_to_pdu(rq);
 
 	cmd->requeued = false;
+	cmd->to_worker = false;
 	return 0;
 }
 

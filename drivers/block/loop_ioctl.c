@@ -575,6 +575,14 @@ static ssize_t autoclear_delete_show(struct device *dev,
 	return loop_show_flag(dev, buf, LO_FLAGS_AUTOCLEAR_DELETE);
 }
 
+/* Reads and writes ->queue_rq issued itself (loop_io.c), since creation. */
+static ssize_t nowait_issued_show(struct device *dev,
+				  struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n",
+			  atomic_long_read(&dev_to_loop(dev)->lo_nowait_issued));
+}
+
 static DEVICE_ATTR_RO(backing_file);
 static DEVICE_ATTR_RO(offset);
 static DEVICE_ATTR_RO(sizelimit);
@@ -582,6 +590,7 @@ static DEVICE_ATTR_RO(autoclear);
 static DEVICE_ATTR_RO(partscan);
 static DEVICE_ATTR_RO(dio);
 static DEVICE_ATTR_RO(autoclear_delete);
+static DEVICE_ATTR_RO(nowait_issued);
 
 static struct attribute *loop_attrs[] = {
 	&dev_attr_backing_file.attr,
@@ -591,6 +600,7 @@ static struct attribute *loop_attrs[] = {
 	&dev_attr_partscan.attr,
 	&dev_attr_dio.attr,
 	&dev_attr_autoclear_delete.attr,
+	&dev_attr_nowait_issued.attr,
 	NULL,
 };
 

@@ -109,6 +109,17 @@ MODULE_PARM_DESC(hw_queue_depth, "Queue depth of each device (default "
 		 __stringify(LOOP_DEFAULT_HW_Q_DEPTH) ")");
 
 /*
+ * nowait: issue a read or write from ->queue_rq, in the submitter's
+ * context, when the backing file can take it without waiting (see
+ * loop_io.c and Documentation/admin-guide/blockdev/loop.rst). A device
+ * created while it is off has a queue that may not sleep in ->queue_rq and
+ * never does this; turning it off stops it on every device.
+ */
+bool loop_nowait = true;
+module_param_named(nowait, loop_nowait, bool, 0644);
+MODULE_PARM_DESC(nowait, "Issue reads and writes from the submitter when the backing file need not wait (default Y)");
+
+/*
  * get_free_hold_ms: for how long LOOP_CTL_GET_FREE keeps a device it handed
  * out for the thread it handed it to (0: no hold, as stock).
  */
@@ -297,6 +308,9 @@ static int loop_add(int idx, struct pid *holder)
 	lo->lo_tag_set.cmd_size = sizeof(struct loop_cmd);
 	lo->lo_tag_set.flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_STACKING |
 			       BLK_MQ_F_NO_SCHED_BY_DEFAULT;
+	/* ->queue_rq may then sleep: dispatch holds SRCU, not RCU. */
+	if (READ_ONCE(loop_nowait))
+		lo->lo_tag_set.flags |= BLK_MQ_F_BLOCKING;
 	lo->lo_tag_set.driver_data = lo;
 	err = blk_mq_alloc_tag_set(&lo->lo_tag_set);
 	if (err)
