@@ -13,6 +13,7 @@
  *   LOOP_HAVE_CLAIM_HOPS		bd_prepare_to_claim(bdev, holder, hops)
  *   LOOP_HAVE_BD_MAPPING		block_device.bd_mapping (no bd_inode)
  *   LOOP_HAVE_BDEV_PARTNO		bdev_partno() (no block_device.bd_partno)
+ *   LOOP_HAVE_PLUG_RQ_LIST		blk_plug.cached_rqs is a struct rq_list
  */
 #ifndef _LOOP_COMPAT_H
 #define _LOOP_COMPAT_H
@@ -251,6 +252,28 @@ static inline struct blk_plug *loop_plug_detach(void)
 #endif
 	current->plug = NULL;
 	return plug;
+}
+
+/*
+ * Does @plug hold requests of a queue other than @q: cached for a batch,
+ * or queued behind ours (a plug that spans devices)? 6.12 keeps them in
+ * struct rq_list; every cached request is of one queue.
+ */
+static inline bool loop_plug_holds_others(struct blk_plug *plug,
+					  const struct request_queue *q)
+{
+	const struct request *cached;
+
+	if (!plug)
+		return false;
+	if (plug->multiple_queues)
+		return true;
+#ifdef LOOP_HAVE_PLUG_RQ_LIST
+	cached = rq_list_peek(&plug->cached_rqs);
+#else
+	cached = plug->cached_rq;
+#endif
+	return cached && cached->q != q;
 }
 
 /*

@@ -21,6 +21,12 @@ disk4k=$top/build/$name.raw4k.img
 disk4kfs=$top/build/$name.scratch4k.img
 
 append="console=ttyS0 loglevel=1 panic=-1 oops=panic rdinit=/init"
+# TCG's TSC follows the host's clock: on a loaded host the clocksource
+# watchdog can call it unstable, and the kernel then patches the
+# sched_clock static branch while the other vCPU may run through it. An
+# RT guest died of an unhandled int3 in sched_clock_cpu(), which fits
+# that (not proven).
+append="$append tsc=reliable"
 append="$append loop.mode=$mode loop.debug=$debug hung_task_panic=0"
 [ "$debug" = 1 ] && append="$append kmemleak=on"
 [ $# -gt 0 ] && append="$append $*"

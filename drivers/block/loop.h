@@ -183,6 +183,12 @@ struct loop_device {
 	bool			lo_draining;
 	/* Requests loop_try_nowait() issued: statistics, sysfs. */
 	atomic_long_t		lo_nowait_issued;
+	/*
+	 * The backing file answered an IOCB_NOWAIT request with EOPNOTSUPP:
+	 * no more of them this attachment. Set by the completion, cleared
+	 * with the direct I/O setting (config); READ_ONCE()/WRITE_ONCE().
+	 */
+	bool			lo_nowait_refused;
 
 	bool			lo_use_dio;		/* config */
 	/* Set by attach, cleared by the teardown: never concurrent. */

@@ -40,6 +40,7 @@
 #include <linux/falloc.h>
 #include <linux/memcontrol.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 #include <linux/sched/task_stack.h>
 #include <linux/slab.h>
 #include <linux/uio.h>
@@ -559,6 +560,18 @@ static bool loop_stack_has_room(void)
 }
 
 /* Is the submitter in @cmd's block cgroup (so that its I/O is charged right)? */
+/*
+ * Inside submit_bio() with bios waiting on its lists (submitted by a
+ * stacked driver above us, or earlier by this one)? Both lists of the
+ * pair current->bio_list points to.
+ */
+static bool loop_bio_list_busy(void)
+{
+	struct bio_list *bl = current->bio_list;
+
+	return bl && (!bio_list_empty(&bl[0]) || !bio_list_empty(&bl[1]));
+}
+
 static bool loop_in_cmd_blkcg(struct loop_cmd *cmd)
 {
 #ifdef CONFIG_BLK_CGROUP
@@ -587,9 +600,18 @@ static bool loop_in_cmd_blkcg(struct loop_cmd *cmd)
  *  - not in reclaim, nor in a scope that must not recurse into I/O or
  *    filesystems: every loop worker and this path itself run with
  *    PF_MEMALLOC_NOIO, so a device stacked on another never nests here;
- *  - not inside submit_bio() (current->bio_list): bios the file submits
- *    would wait on that list until we return, and a filesystem that waits
- *    for one of them (metadata) would wait forever;
+ *    nor in a workqueue worker (kblockd dispatching for every device, the
+ *    writeback workers): no context switch to save there, and kblockd
+ *    must not wait for a backing file;
+ *  - no fatal signal pending (the file would answer EINTR);
+ *  - no other queue's requests in the submitter's plug, cached or queued:
+ *    a sleep here, with the plug detached, would keep them from their
+ *    device, which the backing file may need;
+ *  - inside submit_bio() (current->bio_list) only with nothing on its
+ *    lists: the lists are then set aside while we issue, so that the
+ *    file's bios go out at once (on the lists they would wait until we
+ *    return, and a filesystem that waits for one, reading metadata, would
+ *    wait forever), and a sleep here holds back no other bio;
  *  - where sleeping is allowed: the queue dispatches under SRCU
  *    (BLK_MQ_F_BLOCKING), but a stacked driver may call us under RCU or
  *    with preemption off;
@@ -602,7 +624,8 @@ static bool loop_nowait_allowed(struct loop_device *lo,
 	struct request *rq = blk_mq_rq_from_pdu(cmd);
 	struct file *file = lo->lo_backing_file;
 
-	if (!READ_ONCE(loop_nowait) || !(hctx->flags & BLK_MQ_F_BLOCKING))
+	if (!READ_ONCE(loop_nowait) || !(hctx->flags & BLK_MQ_F_BLOCKING) ||
+	    READ_ONCE(lo->lo_nowait_refused))
 		return false;
 	if (req_op(rq) != REQ_OP_READ && req_op(rq) != REQ_OP_WRITE)
 		return false;
@@ -611,11 +634,14 @@ static bool loop_nowait_allowed(struct loop_device *lo,
 	if (req_op(rq) == REQ_OP_WRITE && !cmd->use_aio &&
 	    !loop_nowait_buffered_write(file))
 		return false;
-	if (current->journal_info || current->bio_list)
+	if (current->journal_info || loop_bio_list_busy())
 		return false;
-	if (current->flags & (PF_MEMALLOC | PF_MEMALLOC_NOIO | PF_MEMALLOC_NOFS))
+	if (current->flags & (PF_MEMALLOC | PF_MEMALLOC_NOIO | PF_MEMALLOC_NOFS |
+			      PF_WQ_WORKER))
 		return false;
-	if (!preemptible() || rcu_preempt_depth())
+	if (!preemptible() || rcu_preempt_depth() || fatal_signal_pending(current))
+		return false;
+	if (loop_plug_holds_others(current->plug, rq->q))
 		return false;
 	return loop_stack_has_room() && loop_in_cmd_blkcg(cmd);
 }
@@ -625,12 +651,14 @@ static bool loop_nowait_allowed(struct loop_device *lo,
  * IOCB_NOWAIT, instead of handing it to a worker (a context switch each
  * way). The same settings as the worker's (no I/O from our allocations,
  * writeback throttled against the backing device only, the request's
- * memory cgroup), and no plug: bios of the backing file must not join the
- * plug list that the block layer may be dispatching us from. False if the
- * worker must issue it: not allowed here, or the file could not take it
- * at once (nothing was issued; @cmd is untouched). True if issued: it
- * completes as any other, and if the file refuses it later (-EAGAIN from
- * an asynchronous completion), loop_complete_rq() sends it to the worker.
+ * memory cgroup), and no plug and no bio lists: bios of the backing file
+ * must not join the plug list that the block layer may be dispatching us
+ * from, nor wait on submit_bio()'s lists for us to return. False if the
+ * worker must issue it: not allowed here, or the file did not do all of
+ * it at once (refused, failed or short; nothing completed, @cmd is the
+ * worker's). True if issued: it completes as any other, and if the file
+ * refuses, fails or shortens it from an asynchronous completion,
+ * loop_complete_rq() sends it to the worker.
  */
 static bool loop_try_nowait(struct loop_device *lo, struct blk_mq_hw_ctx *hctx,
 			    struct loop_cmd *cmd)
@@ -640,6 +668,7 @@ static bool loop_try_nowait(struct loop_device *lo, struct blk_mq_hw_ctx *hctx,
 	struct request *rq = blk_mq_rq_from_pdu(cmd);
 	struct mem_cgroup *old_memcg = NULL;
 	unsigned int noio, old_flags;
+	struct bio_list *bio_list;
 	struct blk_plug *plug;
 	long ret;
 
@@ -650,6 +679,8 @@ static bool loop_try_nowait(struct loop_device *lo, struct blk_mq_hw_ctx *hctx,
 	old_flags = current->flags;
 	current->flags |= PF_LOCAL_THROTTLE;
 	plug = loop_plug_detach();
+	bio_list = current->bio_list;
+	current->bio_list = NULL;
 #ifdef CONFIG_MEMCG
 	if (memcg_css)
 		old_memcg = set_active_memcg(mem_cgroup_from_css(memcg_css));
@@ -661,12 +692,21 @@ static bool loop_try_nowait(struct loop_device *lo, struct blk_mq_hw_ctx *hctx,
 	if (memcg_css)
 		set_active_memcg(old_memcg);
 #endif
+	current->bio_list = bio_list;
 	current->plug = plug;
 	current->flags = (current->flags & ~PF_LOCAL_THROTTLE) |
 			 (old_flags & PF_LOCAL_THROTTLE);
 	memalloc_noio_restore(noio);
 
-	if (ret == -EAGAIN) {
+	/*
+	 * Refused, failed (EOPNOTSUPP from a file that cannot do it without
+	 * waiting after all, EINTR for a fatal signal of the submitter) or
+	 * short: the worker does the whole request again, waiting. What was
+	 * done of it (a part, or readahead started) is done again or used.
+	 * An asynchronous attempt always answers -EIOCBQUEUED here but for
+	 * -EAGAIN: loop_complete_rq() judges its result.
+	 */
+	if (ret != -EIOCBQUEUED && ret != blk_rq_bytes(rq)) {
 		cmd->nowait = false;
 		return false;
 	}
@@ -691,10 +731,19 @@ static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
 
 	blk_mq_start_request(rq);
 	cmd->to_worker = false;
-	/* The rest of a short transfer, or a retry: still counted, bound. */
-	if (cmd->requeued)
+	/*
+	 * The rest of a short transfer, or a retry: still counted, still
+	 * bound. Bios may have merged into it while it waited: they are
+	 * checked as a new request's are.
+	 */
+	if (cmd->requeued) {
 		cmd->requeued = false;
-	else if (unlikely(loop_rq_beyond_capacity(lo, rq) ||
+		if (unlikely(loop_rq_beyond_capacity(lo, rq) ||
+			     loop_rq_from_dead_partition(lo, rq))) {
+			loop_inflight_put(lo);
+			return BLK_STS_IOERR;
+		}
+	} else if (unlikely(loop_rq_beyond_capacity(lo, rq) ||
 			  loop_rq_flush_in_rundown(lo, rq) ||
 			  loop_rq_from_dead_partition(lo, rq)) ||
 		 !loop_inflight_get(lo))
@@ -731,12 +780,17 @@ static void loop_complete_rq(struct request *rq)
 	blk_status_t status = BLK_STS_OK;
 	struct bio *bio;
 
-	if (ret == -EAGAIN && cmd->nowait) {
+	if (cmd->nowait && ret != bytes) {
 		/*
-		 * The file refused an IOCB_NOWAIT read or write after taking
-		 * it (a device below out of tags, say): the worker issues it
-		 * again, waiting. Still counted, as a short transfer.
+		 * An IOCB_NOWAIT read or write that the file refused after
+		 * taking it (-EAGAIN: a device below out of tags), could not
+		 * do (-EOPNOTSUPP: a device below without REQ_NOWAIT) or did
+		 * in part: the worker does it all again, waiting. Still
+		 * counted, as a short transfer. A file that cannot do it is
+		 * not asked again during this attachment.
 		 */
+		if (ret == -EOPNOTSUPP)
+			WRITE_ONCE(lo->lo_nowait_refused, true);
 		cmd->requeued = true;
 		cmd->to_worker = true;
 		blk_mq_requeue_request(rq, true);

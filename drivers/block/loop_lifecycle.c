@@ -181,6 +181,8 @@ void loop_set_dio(struct loop_device *lo, bool use_dio)
 
 	lockdep_assert_held(&lo->lo_mutex);
 	lo->lo_use_dio = use_dio;
+	/* Another file or another kind of I/O: worth asking again. */
+	WRITE_ONCE(lo->lo_nowait_refused, false);
 	if (use_dio)
 		flags |= LO_FLAGS_DIRECT_IO;
 	else

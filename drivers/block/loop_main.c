@@ -308,8 +308,12 @@ static int loop_add(int idx, struct pid *holder)
 	lo->lo_tag_set.cmd_size = sizeof(struct loop_cmd);
 	lo->lo_tag_set.flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_STACKING |
 			       BLK_MQ_F_NO_SCHED_BY_DEFAULT;
-	/* ->queue_rq may then sleep: dispatch holds SRCU, not RCU. */
-	if (READ_ONCE(loop_nowait))
+	/*
+	 * ->queue_rq may then sleep: dispatch holds SRCU, not RCU. Not
+	 * without a preempt count: the fast path could not tell where it
+	 * may sleep, and never runs.
+	 */
+	if (READ_ONCE(loop_nowait) && IS_ENABLED(CONFIG_PREEMPT_COUNT))
 		lo->lo_tag_set.flags |= BLK_MQ_F_BLOCKING;
 	lo->lo_tag_set.driver_data = lo;
 	err = blk_mq_alloc_tag_set(&lo->lo_tag_set);
