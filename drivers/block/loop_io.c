@@ -253,6 +253,44 @@ static long loop_do_request(struct loop_device *lo, struct loop_cmd *cmd,
 	}
 }
 
+/* What loop_io_enter() changed in the issuing task, for loop_io_leave(). */
+struct loop_io_saved {
+	unsigned int		noio;
+	unsigned int		flags;
+	struct mem_cgroup	*memcg;
+};
+
+/*
+ * The issuing task's settings while it does a request's I/O on the backing
+ * file, in a worker or on the fast path: our allocations must not recurse
+ * into I/O (maybe to this device), writeback is throttled against the
+ * backing file's device only, and page cache is charged to @memcg_css.
+ */
+static void loop_io_enter(struct loop_io_saved *saved,
+			  struct cgroup_subsys_state *memcg_css)
+{
+	saved->noio = memalloc_noio_save();
+	saved->flags = current->flags;
+	current->flags |= PF_LOCAL_THROTTLE;
+	saved->memcg = NULL;
+#ifdef CONFIG_MEMCG
+	if (memcg_css)
+		saved->memcg = set_active_memcg(mem_cgroup_from_css(memcg_css));
+#endif
+}
+
+static void loop_io_leave(struct loop_io_saved *saved,
+			  struct cgroup_subsys_state *memcg_css)
+{
+#ifdef CONFIG_MEMCG
+	if (memcg_css)
+		set_active_memcg(saved->memcg);
+#endif
+	current->flags = (current->flags & ~PF_LOCAL_THROTTLE) |
+			 (saved->flags & PF_LOCAL_THROTTLE);
+	memalloc_noio_restore(saved->noio);
+}
+
 /* Run one request in a worker, charged to the cgroups it came from. */
 static void loop_handle_cmd(struct loop_device *lo, struct loop_cmd *cmd)
 {
@@ -264,36 +302,21 @@ static void loop_handle_cmd(struct loop_device *lo, struct loop_cmd *cmd)
 	struct cgroup_subsys_state *blkcg_css = cmd->blkcg_css;
 	struct cgroup_subsys_state *memcg_css = cmd->memcg_css;
 	struct request *rq = blk_mq_rq_from_pdu(cmd);
-	struct mem_cgroup *old_memcg = NULL;
-	unsigned int noio, old_flags;
+	struct loop_io_saved saved;
 	long ret;
 
-	/* Our allocations must not recurse into I/O, maybe to this device. */
-	noio = memalloc_noio_save();
-	/* Throttle writeback against the backing file's device only. */
-	old_flags = current->flags;
-	current->flags |= PF_LOCAL_THROTTLE;
+	loop_io_enter(&saved, memcg_css);
 	/* Takes its own reference on the cgroup. */
 	if (blkcg_css)
 		kthread_associate_blkcg(blkcg_css);
-#ifdef CONFIG_MEMCG
-	if (memcg_css)
-		old_memcg = set_active_memcg(mem_cgroup_from_css(memcg_css));
-#endif
 
 	ret = loop_do_request(lo, cmd, 0);
 
-#ifdef CONFIG_MEMCG
-	if (memcg_css) {
-		set_active_memcg(old_memcg);
-		css_put(memcg_css);
-	}
-#endif
 	if (blkcg_css)
 		kthread_associate_blkcg(NULL);
-	current->flags = (current->flags & ~PF_LOCAL_THROTTLE) |
-			 (old_flags & PF_LOCAL_THROTTLE);
-	memalloc_noio_restore(noio);
+	loop_io_leave(&saved, memcg_css);
+	if (memcg_css)
+		css_put(memcg_css);
 
 	/* After -EIOCBQUEUED, @cmd may already be completed and reused. */
 	if (ret != -EIOCBQUEUED) {
@@ -666,8 +689,7 @@ static bool loop_try_nowait(struct loop_device *lo, struct blk_mq_hw_ctx *hctx,
 	/* Read before issuing: see loop_handle_cmd(). */
 	struct cgroup_subsys_state *memcg_css = cmd->memcg_css;
 	struct request *rq = blk_mq_rq_from_pdu(cmd);
-	struct mem_cgroup *old_memcg = NULL;
-	unsigned int noio, old_flags;
+	struct loop_io_saved saved;
 	struct bio_list *bio_list;
 	struct blk_plug *plug;
 	long ret;
@@ -675,28 +697,16 @@ static bool loop_try_nowait(struct loop_device *lo, struct blk_mq_hw_ctx *hctx,
 	if (!loop_nowait_allowed(lo, hctx, cmd))
 		return false;
 	cmd->nowait = true;
-	noio = memalloc_noio_save();
-	old_flags = current->flags;
-	current->flags |= PF_LOCAL_THROTTLE;
+	loop_io_enter(&saved, memcg_css);
 	plug = loop_plug_detach();
 	bio_list = current->bio_list;
 	current->bio_list = NULL;
-#ifdef CONFIG_MEMCG
-	if (memcg_css)
-		old_memcg = set_active_memcg(mem_cgroup_from_css(memcg_css));
-#endif
 
 	ret = loop_do_request(lo, cmd, IOCB_NOWAIT);
 
-#ifdef CONFIG_MEMCG
-	if (memcg_css)
-		set_active_memcg(old_memcg);
-#endif
 	current->bio_list = bio_list;
 	current->plug = plug;
-	current->flags = (current->flags & ~PF_LOCAL_THROTTLE) |
-			 (old_flags & PF_LOCAL_THROTTLE);
-	memalloc_noio_restore(noio);
+	loop_io_leave(&saved, memcg_css);
 
 	/*
 	 * Refused, failed (EOPNOTSUPP from a file that cannot do it without
