@@ -11,7 +11,8 @@
 # that 6.12 closes by itself). A patch with a "Kernel: kcsan" line breaks nothing a test can
 # see: it is built for the KCSAN guest kernel (scripts/build-kernel.sh
 # kcsan) and is caught when that kernel reports a data race in our module
-# while the named tests run. Prints TAP: "ok" means the breakage was caught.
+# while the named tests run. "Cmdline: ..." adds guest kernel parameters
+# (KCSAN's sampling, for one). Prints TAP: "ok" means the breakage was caught.
 #   PROVE_ONLY="name ..."	only these breakages (patch names)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +32,8 @@ for patch in scripts/breakages/*.patch; do
 	cp -r Kbuild Makefile dkms.conf drivers include "$dir/src/"
 	(cd "$dir/src" && patch -s -p1 < "$top/$patch") || exit 1
 	kernel=$(sed -n 's/^Kernel: //p' "$patch")
+	# Extra guest kernel parameters ("Cmdline: kcsan.skip_watch=400").
+	cmdline=$(sed -n 's/^Cmdline: //p' "$patch")
 	kdir=$KDIR_612 image=/boot/vmlinuz-$KVER_612 kver=$KVER_612
 	if [ "$kernel" = kcsan ]; then
 		kdir=$(./scripts/build-kernel.sh kcsan | tail -n 1) || exit 1
@@ -47,12 +50,12 @@ for patch in scripts/breakages/*.patch; do
 		# Only the tests the patch names: each must fail.
 		./scripts/run-guest.sh "break-$name" "$image" \
 			"$dir/initrd.gz" race 0 900 "loop.prog=$prog" \
-			"loop.test=$(echo $tests | tr ' ' ,)" \
+			"loop.test=$(echo $tests | tr ' ' ,)" $cmdline \
 			</dev/null | tr -d '\r' > "$tap"
 		if [ "$kernel" = kcsan ]; then
 			n=$((n + 1))
 			# run-guest.sh prints the reports that name our module.
-			race=$(grep -a -m 1 'BUG: KCSAN: ' "$tap")
+			race=$(grep -a -m 1 'BUG: KCSAN: .*\[loop\]' "$tap")
 			if [ -n "$race" ]; then
 				echo "ok $n $name: KCSAN reported a data race in our module while $prog ran $tests"
 				echo "$race" | sed 's/^# */# /'

@@ -281,6 +281,16 @@ static long dying_cgroups(void)
  * to what it was. Over a file on a real block device (the scratch ext4),
  * where direct I/O completes asynchronously.
  */
+/* Requests the device's ->queue_rq issued itself (the IOCB_NOWAIT path). */
+static long nowait_issued(int n)
+{
+	char buf[32];
+
+	if (lt_sysfs(n, "loop/nowait_issued", buf, sizeof(buf)))
+		return -1;
+	return atol(buf);
+}
+
 TEST(direct_io_from_two_cgroups_frees_the_cgroups)
 {
 	static const char * const groups[] = { "/sys/fs/cgroup/loop-dio-a",
@@ -349,6 +359,7 @@ TEST(direct_io_from_two_cgroups_frees_the_cgroups)
 			       WEXITSTATUS(status));
 		}
 	}
+	TH_LOG("%s: nowait_issued %ld", lt_dir(), nowait_issued(n));
 	for (i = 0; i < 2; i++)
 		ASSERT_EQ(0, rmdir(groups[i]));
 	ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
@@ -371,16 +382,6 @@ out:
 	lt_release(n);
 	unlink(file);
 	free(file);
-}
-
-/* Requests the device's ->queue_rq issued itself (the IOCB_NOWAIT path). */
-static long nowait_issued(int n)
-{
-	char buf[32];
-
-	if (lt_sysfs(n, "loop/nowait_issued", buf, sizeof(buf)))
-		return -1;
-	return atol(buf);
 }
 
 #define NEST_FILES 1024
