@@ -255,9 +255,12 @@ static inline struct blk_plug *loop_plug_detach(void)
 }
 
 /*
- * Does @plug hold requests of a queue other than @q: cached for a batch,
- * or queued behind ours (a plug that spans devices)? 6.12 keeps them in
- * struct rq_list; every cached request is of one queue.
+ * Does @plug hold requests or bios of a queue other than @q: cached for a
+ * batch, queued behind ours (a plug that spans devices), or parked by a
+ * driver's plug callback (md's RAID personalities, btrfs RAID5/6: those
+ * run only when the plug ends, not when blk-mq flushes our requests)?
+ * 6.12 keeps requests in struct rq_list; every cached request is of one
+ * queue.
  */
 static inline bool loop_plug_holds_others(struct blk_plug *plug,
 					  const struct request_queue *q)
@@ -266,7 +269,7 @@ static inline bool loop_plug_holds_others(struct blk_plug *plug,
 
 	if (!plug)
 		return false;
-	if (plug->multiple_queues)
+	if (plug->multiple_queues || !list_empty(&plug->cb_list))
 		return true;
 #ifdef LOOP_HAVE_PLUG_RQ_LIST
 	cached = rq_list_peek(&plug->cached_rqs);

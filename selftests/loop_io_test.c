@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <linux/aio_abi.h>
 
@@ -270,6 +271,16 @@ static long dying_cgroups(void)
 	return n;
 }
 
+/* Requests the device's ->queue_rq issued itself (the IOCB_NOWAIT path). */
+static long nowait_issued(int n)
+{
+	char buf[32];
+
+	if (lt_sysfs(n, "loop/nowait_issued", buf, sizeof(buf)))
+		return -1;
+	return atol(buf);
+}
+
 /*
  * Direct I/O at a deep queue from two cgroups at once, then the cgroups
  * removed. The worker used to read a request's cgroup pointers again after
@@ -281,16 +292,6 @@ static long dying_cgroups(void)
  * to what it was. Over a file on a real block device (the scratch ext4),
  * where direct I/O completes asynchronously.
  */
-/* Requests the device's ->queue_rq issued itself (the IOCB_NOWAIT path). */
-static long nowait_issued(int n)
-{
-	char buf[32];
-
-	if (lt_sysfs(n, "loop/nowait_issued", buf, sizeof(buf)))
-		return -1;
-	return atol(buf);
-}
-
 TEST(direct_io_from_two_cgroups_frees_the_cgroups)
 {
 	static const char * const groups[] = { "/sys/fs/cgroup/loop-dio-a",
@@ -707,6 +708,148 @@ TEST(nowait_short_read_below_a_sector_is_retried)
 	unlink(file);
 	free(file);
 	free(got);
+}
+
+/*
+ * A direct read with RWF_NOWAIT reaches ->queue_rq as a REQ_NOWAIT request:
+ * its submitter must not wait, and IOCB_NOWAIT on the backing file may
+ * still allocate or wait for a lock, so it goes to the worker, as every
+ * request does with the stock driver, and its answer is the stock one
+ * (the data). The same reads without the flag take the fast path, so the
+ * file does qualify (found by review: the fast path issued REQ_NOWAIT
+ * requests itself).
+ */
+TEST(nowait_flagged_requests_go_to_the_worker)
+{
+	char *file = lt_make_file("rwfnw", 4 * MiB, 0x5c);
+	unsigned char *got, expect[4096];
+	long before, mid, after;
+	int n, fd, dev, bfd, i;
+	struct iovec iov;
+	ssize_t r;
+
+	ASSERT_NE(NULL, file);
+	ASSERT_EQ(0, posix_memalign((void **)&got, 4096, 4096));
+	memset(expect, 0x5c, sizeof(expect));
+	/* Every page of the backing file cached: nothing to wait for. */
+	bfd = open(file, O_RDONLY);
+	ASSERT_LE(0, bfd);
+	for (i = 0; i < 4 * MiB / 4096; i++)
+		ASSERT_EQ(4096, pread(bfd, got, 4096, (off_t)i * 4096));
+	close(bfd);
+	fd = lt_attach_free(file, 0, &n);
+	ASSERT_LE(0, fd);
+	dev = lt_open_dev(n, O_RDONLY | O_DIRECT);
+	ASSERT_LE(0, dev);
+	before = nowait_issued(n);
+	ASSERT_LE(0, before);
+	iov = (struct iovec){ .iov_base = got, .iov_len = 4096 };
+	for (i = 0; i < 64; i++) {
+		memset(got, 0, 4096);
+		r = preadv2(dev, &iov, 1, (off_t)i * 4096, RWF_NOWAIT);
+		ASSERT_EQ(4096, r) TH_LOG("read %d: %s", i, lt_errname(errno));
+		ASSERT_EQ(0, memcmp(expect, got, 4096));
+	}
+	mid = nowait_issued(n);
+	for (i = 0; i < 64; i++)
+		ASSERT_EQ(4096, preadv2(dev, &iov, 1, (off_t)i * 4096, 0));
+	after = nowait_issued(n);
+	TH_LOG("fast path: %ld with RWF_NOWAIT, %ld without", mid - before,
+	       after - mid);
+	EXPECT_EQ(before, mid);
+	EXPECT_EQ(64, after - mid);
+	close(dev);
+	ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
+	close(fd);
+	lt_release(n);
+	unlink(file);
+	free(file);
+	free(got);
+}
+
+/*
+ * Metadata a filesystem on the device reads (REQ_META: directories, inode
+ * tables) is read holding that filesystem's own locks (ext4's i_data_sem
+ * for an extent block), which the backing filesystem, ext4 too, would
+ * take nested from the same task: it goes to the worker. A walk of a tree
+ * whose blocks are not cached on the device (but are in the backing file)
+ * reads nothing but metadata; direct reads of a file's data through that
+ * filesystem do take the fast path (found by review).
+ */
+TEST(nowait_leaves_metadata_to_the_worker)
+{
+	char *file = lt_make_file("meta", 64 * MiB, 0);
+	char mnt[64], dev[32], cmd[160], path[160];
+	long before, walked, after;
+	struct stat st;
+	unsigned char *buf;
+	int n, fd, f, d, i, j;
+
+	ASSERT_NE(NULL, file);
+	if (access("/usr/sbin/mkfs.ext4", X_OK))
+		SKIP(return, "no mkfs.ext4");
+	ASSERT_EQ(0, posix_memalign((void **)&buf, 4096, 65536));
+	fd = lt_attach_free(file, 0, &n);
+	ASSERT_LE(0, fd);
+	snprintf(dev, sizeof(dev), "/dev/loop%d", n);
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 %s",
+		 dev);
+	ASSERT_EQ(0, lt_run(cmd));
+	snprintf(mnt, sizeof(mnt), "/tmp/lt-meta-%d", getpid());
+	ASSERT_EQ(0, mkdir(mnt, 0700));
+	ASSERT_EQ(0, mount(dev, mnt, "ext4", 0, NULL));
+	memset(buf, 0x6d, 65536);
+	for (i = 0; i < 16; i++) {
+		snprintf(path, sizeof(path), "%s/d%d", mnt, i);
+		ASSERT_EQ(0, mkdir(path, 0700));
+		for (j = 0; j < 16; j++) {
+			snprintf(path, sizeof(path), "%s/d%d/f%d", mnt, i, j);
+			f = open(path, O_WRONLY | O_CREAT, 0600);
+			ASSERT_LE(0, f);
+			ASSERT_EQ(65536, write(f, buf, 65536));
+			close(f);
+		}
+	}
+	ASSERT_EQ(0, umount(mnt));
+	/*
+	 * The device's own cache dropped (the backing file's stays): the
+	 * walk below must read every block it needs through the driver.
+	 */
+	ASSERT_EQ(0, ioctl(fd, BLKFLSBUF, 0));
+	ASSERT_EQ(0, mount(dev, mnt, "ext4", MS_RDONLY | MS_NOATIME, NULL));
+	before = nowait_issued(n);
+	ASSERT_LE(0, before);
+	for (i = 0; i < 16; i++) {
+		for (j = 0; j < 16; j++) {
+			snprintf(path, sizeof(path), "%s/d%d/f%d", mnt, i, j);
+			ASSERT_EQ(0, stat(path, &st));
+			ASSERT_EQ(65536, st.st_size);
+		}
+	}
+	walked = nowait_issued(n);
+	for (i = 0; i < 16; i++) {
+		snprintf(path, sizeof(path), "%s/d%d/f0", mnt, i);
+		d = open(path, O_RDONLY | O_DIRECT);
+		ASSERT_LE(0, d);
+		memset(buf, 0, 65536);
+		ASSERT_EQ(65536, pread(d, buf, 65536, 0));
+		ASSERT_EQ(0x6d, buf[0]);
+		ASSERT_EQ(0x6d, buf[65535]);
+		close(d);
+	}
+	after = nowait_issued(n);
+	TH_LOG("fast path: %ld for the walk, %ld for 16 direct reads",
+	       walked - before, after - walked);
+	EXPECT_EQ(before, walked);
+	EXPECT_LT(0, after - walked);
+	ASSERT_EQ(0, umount(mnt));
+	rmdir(mnt);
+	ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
+	close(fd);
+	lt_release(n);
+	unlink(file);
+	free(file);
+	free(buf);
 }
 
 TEST_HARNESS_MAIN

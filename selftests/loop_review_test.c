@@ -740,4 +740,122 @@ TEST(partition_added_during_rundown_never_serves_next_attachment)
 	free(plain);
 }
 
+/*
+ * A write accepted before a detach, left short by the backing file, has
+ * its rest retried after the teardown took the capacity to 0: it must get
+ * the answer it would get without the detach (the file system is full:
+ * ENOSPC), not EIO for being "beyond the end" of a device whose capacity
+ * the teardown zeroed (found by review). The write is held in the worker
+ * by freezing the backing file's filesystem until the teardown has zeroed
+ * the capacity and waits for it.
+ */
+struct held_write {
+	int fd;
+	void *buf;
+	ssize_t written;
+	int error;
+};
+
+static void *held_writer(void *arg)
+{
+	struct held_write *hw = arg;
+
+	hw->written = pwrite(hw->fd, hw->buf, 65536, 0);
+	hw->error = errno;
+	return NULL;
+}
+
+static void *clear_fd(void *arg)
+{
+	return (void *)(long)ioctl(*(int *)arg, LOOP_CLR_FD);
+}
+
+/* Poll sysfs attribute @attr of loop@n until it reads @want; 0 if so. */
+static int wait_sysfs(int n, const char *attr, const char *want)
+{
+	double end = lt_now() + 20;
+	char buf[64];
+
+	while (lt_now() < end) {
+		if (!lt_sysfs(n, attr, buf, sizeof(buf)) && !strcmp(buf, want))
+			return 0;
+		usleep(1000);
+	}
+	return -1;
+}
+
+TEST(write_short_during_rundown_gets_its_own_error)
+{
+	char *outer = lt_make_file("fullfs", 8 * MiB, 0);
+	char mnt[64], cmd[128], path[96], fill[96];
+	struct held_write hw = { .written = -2 };
+	pthread_t writer, clearer;
+	int no, fo, n, fd, mfd, f, frozen = 0;
+	unsigned char *buf;
+	void *cleared;
+
+	ASSERT_NE(NULL, outer);
+	if (access("/usr/sbin/mkfs.ext4", X_OK))
+		SKIP(return, "no mkfs.ext4");
+	ASSERT_EQ(0, posix_memalign((void **)&buf, 4096, 65536));
+	memset(buf, 0x77, 65536);
+	fo = lt_attach_free(outer, 0, &no);
+	ASSERT_LE(0, fo);
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F -m 0 /dev/loop%d", no);
+	ASSERT_EQ(0, lt_run(cmd));
+	snprintf(mnt, sizeof(mnt), "/tmp/lt-fullfs-%d", getpid());
+	ASSERT_EQ(0, mkdir(mnt, 0700));
+	snprintf(path, sizeof(path), "/dev/loop%d", no);
+	ASSERT_EQ(0, mount(path, mnt, "ext4", 0, NULL));
+	/* Full, then 16 KiB given back: the 64 KiB write is cut short. */
+	snprintf(fill, sizeof(fill), "%s/fill", mnt);
+	f = open(fill, O_WRONLY | O_CREAT, 0600);
+	ASSERT_LE(0, f);
+	while (write(f, buf, 65536) > 0)
+		;
+	ASSERT_EQ(0, fsync(f));
+	ASSERT_EQ(0, ftruncate(f, lseek(f, 0, SEEK_END) / 4096 * 4096 - 16384));
+	close(f);
+	sync();
+	snprintf(path, sizeof(path), "%s/dev.img", mnt);
+	f = open(path, O_RDWR | O_CREAT, 0600);
+	ASSERT_LE(0, f);
+	ASSERT_EQ(0, ftruncate(f, 1 * MiB));
+	close(f);
+	fd = lt_attach_free(path, 0, &n);
+	ASSERT_LE(0, fd);
+	/* The sole opener's descriptor: LOOP_CLR_FD tears down at once. */
+	ASSERT_EQ(0, fcntl(fd, F_SETFL, O_DIRECT));
+	mfd = open(mnt, O_RDONLY | O_DIRECTORY);
+	ASSERT_LE(0, mfd);
+	ASSERT_EQ(0, ioctl(mfd, FIFREEZE, 0));
+	frozen = 1;
+	hw = (struct held_write){ .fd = fd, .buf = buf, .written = -2 };
+	ASSERT_EQ(0, pthread_create(&writer, NULL, held_writer, &hw));
+	EXPECT_EQ(0, wait_sysfs(n, "inflight", "       0        1"));
+	ASSERT_EQ(0, pthread_create(&clearer, NULL, clear_fd, &fd));
+	EXPECT_EQ(0, wait_sysfs(n, "size", "0"));
+	ASSERT_EQ(0, ioctl(mfd, FITHAW, 0));
+	frozen = 0;
+	pthread_join(writer, NULL);
+	pthread_join(clearer, &cleared);
+	EXPECT_EQ(0, (long)cleared);
+	TH_LOG("write: %zd (%s)", hw.written,
+	       hw.written < 0 ? lt_errname(hw.error) : "no error");
+	EXPECT_EQ(-1, hw.written);
+	EXPECT_EQ(ENOSPC, hw.error);
+	if (frozen)
+		ioctl(mfd, FITHAW, 0);
+	close(mfd);
+	close(fd);
+	lt_release(n);
+	umount(mnt);
+	rmdir(mnt);
+	close(fo);
+	lt_release(no);
+	unlink(outer);
+	free(outer);
+	free(buf);
+}
+
 TEST_HARNESS_MAIN

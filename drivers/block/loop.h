@@ -239,7 +239,8 @@ static inline struct request_queue *loop_queue(struct loop_device *lo)
  * @blkcg_css:	block cgroup of the request's first bio, or NULL; no
  *		reference of ours: the bio holds one while the request lives
  * @memcg_css:	memory cgroup for page cache charges, with a reference
- *		(dropped by the worker once the request is issued), or NULL
+ *		(dropped once the request is issued, by the worker or by
+ *		loop_try_nowait()), or NULL
  */
 struct loop_cmd {
 	struct list_head		node;

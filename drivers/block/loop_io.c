@@ -525,6 +525,21 @@ static bool loop_rq_beyond_capacity(struct loop_device *lo,
 }
 
 /*
+ * A requeued request beyond the capacity, but for a rundown's capacity of
+ * 0. smp_rmb() pairs with the smp_wmb() in loop_rundown() between the
+ * state and the capacity. Does not sleep.
+ */
+static bool loop_requeued_beyond_capacity(struct loop_device *lo,
+					  struct request *rq)
+{
+	if (!loop_rq_beyond_capacity(lo, rq))
+		return false;
+	/* The capacity before the state: see above. */
+	smp_rmb();
+	return READ_ONCE(lo->lo_state) != LO_RUNDOWN;
+}
+
+/*
  * A flush while the device runs down fails, as one does once it is unbound
  * (the write cache stays on for that, see loop_unbind_file()): a buffered
  * write that passed the size check before the teardown took the capacity
@@ -582,7 +597,6 @@ static bool loop_stack_has_room(void)
 	return object_is_on_stack(&base) && here - base >= THREAD_SIZE / 2;
 }
 
-/* Is the submitter in @cmd's block cgroup (so that its I/O is charged right)? */
 /*
  * Inside submit_bio() with bios waiting on its lists (submitted by a
  * stacked driver above us, or earlier by this one)? Both lists of the
@@ -595,6 +609,7 @@ static bool loop_bio_list_busy(void)
 	return bl && (!bio_list_empty(&bl[0]) || !bio_list_empty(&bl[1]));
 }
 
+/* Is the submitter in @cmd's block cgroup (so that its I/O is charged right)? */
 static bool loop_in_cmd_blkcg(struct loop_cmd *cmd)
 {
 #ifdef CONFIG_BLK_CGROUP
@@ -611,12 +626,32 @@ static bool loop_in_cmd_blkcg(struct loop_cmd *cmd)
 #endif
 }
 
+/* The flags of all of @rq's bios: a merge keeps only the first one's. */
+static blk_opf_t loop_rq_flags(struct request *rq)
+{
+	blk_opf_t opf = rq->cmd_flags;
+	struct bio *bio;
+
+	__rq_for_each_bio(bio, rq)
+		opf |= bio->bi_opf;
+	return opf;
+}
+
 /*
  * May ->queue_rq issue @cmd itself (loop_try_nowait())? Only a read or a
  * write the backing file promises to take without waiting, and only from
  * a context where the backing file's filesystem may run as if called by
  * the submitter (Documentation/admin-guide/blockdev/loop.rst says why each
  * check is there):
+ *  - not filesystem metadata (REQ_META) nor readahead (REQ_RAHEAD: the
+ *    page cache's own runs in a no-fs scope, a filesystem's reads ahead
+ *    its metadata), in any of its bios: a filesystem on the device reads
+ *    and writes metadata holding its own locks, which the backing
+ *    filesystem, often of the same type, would then take nested (a
+ *    heuristic: ext4 reads extent blocks under i_data_sem unmarked);
+ *  - not a request whose submitter must not block (REQ_NOWAIT, io_uring's
+ *    first try): IOCB_NOWAIT still allocates and may wait for a lock or a
+ *    journal handle, the worker never makes the submitter wait;
  *  - not inside a filesystem transaction (jbd2, XFS and btrfs keep theirs
  *    in current->journal_info; the backing filesystem would take it for
  *    its own);
@@ -651,6 +686,8 @@ static bool loop_nowait_allowed(struct loop_device *lo,
 	    READ_ONCE(lo->lo_nowait_refused))
 		return false;
 	if (req_op(rq) != REQ_OP_READ && req_op(rq) != REQ_OP_WRITE)
+		return false;
+	if (loop_rq_flags(rq) & (REQ_META | REQ_RAHEAD | REQ_NOWAIT))
 		return false;
 	if (!(file->f_mode & FMODE_NOWAIT))
 		return false;
@@ -717,6 +754,9 @@ static bool loop_try_nowait(struct loop_device *lo, struct blk_mq_hw_ctx *hctx,
 	 * -EAGAIN: loop_complete_rq() judges its result.
 	 */
 	if (ret != -EIOCBQUEUED && ret != blk_rq_bytes(rq)) {
+		/* As from the completion: not asked again (see there). */
+		if (ret == -EOPNOTSUPP)
+			WRITE_ONCE(lo->lo_nowait_refused, true);
 		cmd->nowait = false;
 		return false;
 	}
@@ -744,11 +784,15 @@ static blk_status_t loop_queue_rq(struct blk_mq_hw_ctx *hctx,
 	/*
 	 * The rest of a short transfer, or a retry: still counted, still
 	 * bound. Bios may have merged into it while it waited: they are
-	 * checked as a new request's are.
+	 * checked as a new request's are, but for the capacity during a
+	 * rundown: the teardown takes it to 0 and then waits for this request
+	 * (the block layer let no bio in beyond the capacity it had). The
+	 * state is read after the capacity: the teardown stores them in the
+	 * other order (loop_rundown()).
 	 */
 	if (cmd->requeued) {
 		cmd->requeued = false;
-		if (unlikely(loop_rq_beyond_capacity(lo, rq) ||
+		if (unlikely(loop_requeued_beyond_capacity(lo, rq) ||
 			     loop_rq_from_dead_partition(lo, rq))) {
 			loop_inflight_put(lo);
 			return BLK_STS_IOERR;

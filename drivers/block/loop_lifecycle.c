@@ -823,7 +823,11 @@ static void loop_rundown(struct loop_device *lo, enum loop_state final)
 	 * beyond the end of the device (ENOSPC). Then drop the whole page
 	 * cache, which would otherwise show this attachment's data through
 	 * the next one (an opener may keep the device open across both).
+	 * The state before the capacity: a requeued request that sees the
+	 * capacity at 0 must see LO_RUNDOWN (pairs with the smp_rmb() in
+	 * loop_requeued_beyond_capacity()).
 	 */
+	smp_wmb();
 	set_capacity(disk, 0);
 	loop_drop_page_cache(disk->part0);
 	loop_sysfs_exit(lo);
