@@ -271,16 +271,6 @@ static long dying_cgroups(void)
 	return n;
 }
 
-/* Requests the device's ->queue_rq issued itself (the IOCB_NOWAIT path). */
-static long nowait_issued(int n)
-{
-	char buf[32];
-
-	if (lt_sysfs(n, "loop/nowait_issued", buf, sizeof(buf)))
-		return -1;
-	return atol(buf);
-}
-
 /*
  * Direct I/O at a deep queue from two cgroups at once, then the cgroups
  * removed. The worker used to read a request's cgroup pointers again after
@@ -360,7 +350,7 @@ TEST(direct_io_from_two_cgroups_frees_the_cgroups)
 			       WEXITSTATUS(status));
 		}
 	}
-	TH_LOG("%s: nowait_issued %ld", lt_dir(), nowait_issued(n));
+	TH_LOG("%s: nowait_issued %ld", lt_dir(), lt_nowait_issued(n));
 	for (i = 0; i < 2; i++)
 		ASSERT_EQ(0, rmdir(groups[i]));
 	ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
@@ -515,7 +505,7 @@ TEST_F(nest, nowait_keeps_stacked_transactions_apart)
 		close(f);
 	}
 	sync();
-	before = nowait_issued(n);
+	before = lt_nowait_issued(n);
 	ASSERT_LE(0, before);
 	end = lt_deadline(30);
 	for (i = 0; i < 2; i++) {
@@ -533,7 +523,7 @@ TEST_F(nest, nowait_keeps_stacked_transactions_apart)
 			       WEXITSTATUS(status));
 		}
 	}
-	after = nowait_issued(n);
+	after = lt_nowait_issued(n);
 	ASSERT_EQ(0, umount(mnt));
 	rmdir(mnt);
 	snprintf(cmd, sizeof(cmd), "%s %s >/dev/null 2>&1", variant->fsck, dev);
@@ -621,7 +611,7 @@ TEST(nowait_eopnotsupp_goes_to_the_worker)
 	ASSERT_EQ(0, ioctl(fd, LOOP_GET_STATUS64, &info));
 	if (!(info.lo_flags & LO_FLAGS_DIRECT_IO))
 		SKIP(goto out, "no direct I/O to a data=journal ext4");
-	before = nowait_issued(n);
+	before = lt_nowait_issued(n);
 	d = lt_open_dev(n, O_RDWR | O_DIRECT);
 	ASSERT_LE(0, d);
 	ASSERT_EQ(0, posix_memalign((void **)&buf, 4096, 65536));
@@ -635,7 +625,7 @@ TEST(nowait_eopnotsupp_goes_to_the_worker)
 		ASSERT_EQ(0, memcmp(buf, got, 65536));
 	}
 	ASSERT_EQ(0, fsync(d));
-	TH_LOG("%ld attempts taken by the fast path", nowait_issued(n) - before);
+	TH_LOG("%ld attempts taken by the fast path", lt_nowait_issued(n) - before);
 	close(d);
 	ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
 	bfd = open(file, O_RDONLY);
@@ -700,7 +690,7 @@ TEST(nowait_short_read_below_a_sector_is_retried)
 		}
 		ASSERT_EQ(0, memcmp(expect, got, 4096));
 	}
-	TH_LOG("nowait_issued %ld", nowait_issued(n));
+	TH_LOG("nowait_issued %ld", lt_nowait_issued(n));
 	close(bfd);
 	close(dev);
 	close(fd);
@@ -741,7 +731,7 @@ TEST(nowait_flagged_requests_go_to_the_worker)
 	ASSERT_LE(0, fd);
 	dev = lt_open_dev(n, O_RDONLY | O_DIRECT);
 	ASSERT_LE(0, dev);
-	before = nowait_issued(n);
+	before = lt_nowait_issued(n);
 	ASSERT_LE(0, before);
 	iov = (struct iovec){ .iov_base = got, .iov_len = 4096 };
 	for (i = 0; i < 64; i++) {
@@ -750,10 +740,10 @@ TEST(nowait_flagged_requests_go_to_the_worker)
 		ASSERT_EQ(4096, r) TH_LOG("read %d: %s", i, lt_errname(errno));
 		ASSERT_EQ(0, memcmp(expect, got, 4096));
 	}
-	mid = nowait_issued(n);
+	mid = lt_nowait_issued(n);
 	for (i = 0; i < 64; i++)
 		ASSERT_EQ(4096, preadv2(dev, &iov, 1, (off_t)i * 4096, 0));
-	after = nowait_issued(n);
+	after = lt_nowait_issued(n);
 	TH_LOG("fast path: %ld with RWF_NOWAIT, %ld without", mid - before,
 	       after - mid);
 	EXPECT_EQ(before, mid);

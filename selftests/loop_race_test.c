@@ -1725,8 +1725,8 @@ TEST(module_unload_waits_for_pending_teardown)
  * a buffered backing file whose pages are all cached, so that every read
  * can be taken without waiting. Each read must return its own offsets,
  * and loop/nowait_issued must count every one of them: this is the test
- * the KCSAN guest runs to see the fast path's shared state (the counter,
- * the per-attachment flags) accessed from two CPUs.
+ * the KCSAN guest runs to see the fast path's counter written, and its
+ * per-attachment flags read, from two CPUs at once.
  */
 #define NW_SIZE (8 * MiB)
 
@@ -1769,15 +1769,6 @@ static void *nw_read_loop(void *arg)
 	return NULL;
 }
 
-static long nw_issued(int n)
-{
-	char buf[32];
-
-	if (lt_sysfs(n, "loop/nowait_issued", buf, sizeof(buf)))
-		return -1;
-	return atol(buf);
-}
-
 TEST(nowait_reads_from_two_cpus_are_each_counted)
 {
 	char *file = lt_make_file("nowait", 0, 0);
@@ -1808,7 +1799,7 @@ TEST(nowait_reads_from_two_cpus_are_each_counted)
 	free(buf);
 	fd = lt_attach_free(file, 0, &n);
 	ASSERT_LE(0, fd);
-	before = nw_issued(n);
+	before = lt_nowait_issued(n);
 	if (before < 0)
 		SKIP(goto out, "no loop/nowait_issued");
 	f = open("/sys/module/loop/parameters/nowait", O_RDONLY);
@@ -1829,7 +1820,7 @@ TEST(nowait_reads_from_two_cpus_are_each_counted)
 		EXPECT_EQ(0, r[i].bad) TH_LOG("reader on CPU %d", i);
 		reads += r[i].reads;
 	}
-	after = nw_issued(n);
+	after = lt_nowait_issued(n);
 	close(dev);
 	TH_LOG("%s: %ld + %ld reads, nowait_issued grew by %ld", lt_dir(),
 	       r[0].reads, r[1].reads, after - before);

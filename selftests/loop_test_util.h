@@ -362,6 +362,16 @@ static inline int lt_sysfs(int n, const char *attr, char *buf, size_t len)
 	return 0;
 }
 
+/* Requests loop@n's ->queue_rq issued itself (the IOCB_NOWAIT path). */
+static inline long lt_nowait_issued(int n)
+{
+	char buf[32];
+
+	if (lt_sysfs(n, "loop/nowait_issued", buf, sizeof(buf)))
+		return -1;
+	return atol(buf);
+}
+
 static inline int lt_exists(const char *fmt, int n)
 {
 	char path[128];
