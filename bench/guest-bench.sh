@@ -19,7 +19,10 @@
 #   BENCH_SCALE (device counts for the scale test, "100,1000,10000"; counts
 #   of 10,000 and more are measured in the first round only),
 #   BENCH_PARTS (what to run, "io,churn,scale"; "trace" adds a function
-#   graph of the churn steps, see bench/guest-trace.sh)
+#   graph of the churn steps, see bench/guest-trace.sh),
+#   BENCH_JOBS, BENCH_SETUPS (comma-separated fio jobs and backing setups
+#   to run, by name; default all), BENCH_MODARGS (comma-separated
+#   parameters for our loop.ko, e.g. nowait_depth=8)
 set -u
 parts=",${BENCH_PARTS:-io,churn,scale},"
 rounds=${BENCH_ROUNDS:-5}
@@ -33,7 +36,11 @@ result() { echo "RESULT $*"; }
 
 load() {
 	rmmod loop 2>/dev/null
-	insmod "/lib/modules/loop-$1.ko" || { echo "# insmod $1 failed"; exit 1; }
+	local args=
+	[ "$1" = rework ] && args=$(echo "${BENCH_MODARGS:-}" | tr , ' ')
+	# shellcheck disable=SC2086 # one word per parameter
+	insmod "/lib/modules/loop-$1.ko" $args ||
+		{ echo "# insmod $1 failed"; exit 1; }
 }
 
 # fio on $1 for job $2; prints MB/s for 1 MiB jobs, IOPS for 4 KiB ones.
@@ -71,10 +78,15 @@ fio_job() {
 
 jobs="seq-read seq-write rand-read-qd1 rand-read-qd32 rand-write-qd1 rand-write-qd32
 rand-rw-4jobs-qd32 rand-read-hot-qd1"
+[ -n "${BENCH_JOBS:-}" ] && jobs=$(echo "$BENCH_JOBS" | tr , ' ')
 # backing setup: name file loop-options raw-direct
 setups="tmpfs-buffered /tmp/bench.img - 0
 ext4-buffered /mnt/scratch/bench.img - 0
 ext4-dio /mnt/scratch/bench.img --direct-io=on 1"
+if [ -n "${BENCH_SETUPS:-}" ]; then
+	setups=$(echo "$setups" |
+		awk -v want=",$BENCH_SETUPS," 'index(want, "," $1 ",")')
+fi
 
 dd if=/dev/zero of=/tmp/bench.img bs=1M count=256 status=none
 dd if=/dev/zero of=/mnt/scratch/bench.img bs=1M count=256 status=none

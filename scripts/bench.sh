@@ -9,7 +9,7 @@
 #   BENCH_KERNELS="deb-6.1 deb-6.12"	which kernels
 #   BENCH_ROUNDS=5 BENCH_RUNTIME=1 BENCH_SCALE=100,1000,10000
 #   BENCH_PARTS=io,churn,scale BENCH_PARALLEL=0	see
-#					bench/guest-bench.sh
+#   BENCH_JOBS= BENCH_SETUPS= BENCH_MODARGS=	bench/guest-bench.sh
 #   BENCH_AA=1	A/A calibration: the stock loop.ko stands in for ours
 #		too, and the table goes to bench/results-<kernel>-aa.md.
 #		Its ratios differ from 1.00 by the bench's noise alone.
@@ -49,7 +49,9 @@ bench_one() {
 		"bench.runtime=${BENCH_RUNTIME:-1}" \
 		"bench.scale=${BENCH_SCALE:-100,1000,10000}" \
 		"bench.parts=${BENCH_PARTS:-io,churn,scale}" \
-		"bench.aa=${BENCH_AA:-0}" </dev/null | tr -d '\r' > "$dir/console"
+		"bench.aa=${BENCH_AA:-0}" ${BENCH_JOBS:+"bench.jobs=$BENCH_JOBS"} \
+		${BENCH_SETUPS:+"bench.setups=$BENCH_SETUPS"} \
+		${BENCH_MODARGS:+"bench.modargs=$BENCH_MODARGS"} </dev/null | tr -d '\r' > "$dir/console"
 	tail -n 1 "$dir/console"
 	grep -q '^ok - ' "$dir/console" || return 1
 	grep '^RESULT ' "$dir/console" |

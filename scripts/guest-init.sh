@@ -11,6 +11,7 @@
 #   loop.prog=P		race mode: run selftest program P (default
 #			loop_race_test)
 #   bench.rounds=N bench.runtime=S bench.scale="100 1000 10000"
+#   bench.jobs=A,B bench.setups=A,B bench.modargs=P=V,Q=W
 #			bench mode: see bench/guest-bench.sh
 #   bench.aa=1		bench mode, A/A calibration: the stock loop.ko
 #			stands in for ours (see scripts/bench.sh)
@@ -52,6 +53,9 @@ for arg in $(cat /proc/cmdline); do
 	bench.runtime=*) export BENCH_RUNTIME=${arg#bench.runtime=} ;;
 	bench.scale=*) export BENCH_SCALE=${arg#bench.scale=} ;;
 	bench.parts=*) export BENCH_PARTS=${arg#bench.parts=} ;;
+	bench.jobs=*) export BENCH_JOBS=${arg#bench.jobs=} ;;
+	bench.setups=*) export BENCH_SETUPS=${arg#bench.setups=} ;;
+	bench.modargs=*) export BENCH_MODARGS=${arg#bench.modargs=} ;;
 	bench.aa=*) aa=${arg#bench.aa=} ;;
 	loop.soak=*) soak=${arg#loop.soak=} ;;
 	loop.exec=*) exec_script=${arg#loop.exec=} ;;

@@ -163,7 +163,7 @@ struct loop_device {
 	 * The teardown scheduled by ->release: task work of the last closer,
 	 * or, if that cannot be, a work item on loop_rundown_wq. One or the
 	 * other, once per rundown, set up when it is scheduled: they share
-	 * storage (the device fits in 512 bytes).
+	 * storage.
 	 */
 	union {
 		struct work_struct	lo_rundown_work;
@@ -181,6 +181,12 @@ struct loop_device {
 	 */
 	atomic_t		lo_inflight;
 	bool			lo_draining;
+	/*
+	 * Requests handed to the workers and not yet issued: on a list, or
+	 * in a worker's hands until the backing file took it. ->queue_rq
+	 * reads it as a hint (loop_worker_keeps_up()).
+	 */
+	atomic_t		lo_backlog;
 	/* Requests loop_try_nowait() issued: statistics, sysfs. */
 	atomic_long_t		lo_nowait_issued;
 	/*
@@ -261,6 +267,7 @@ extern int loop_part_shift;
 struct pid *loop_free_unhold(struct loop_device *lo);
 extern int loop_hw_queue_depth;
 extern bool loop_nowait;
+extern unsigned int loop_nowait_depth;
 int loop_control_remove_device(struct loop_device *lo);
 void loop_hide_device(struct loop_device *lo);
 void loop_remove(struct loop_device *lo);

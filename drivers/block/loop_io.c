@@ -347,6 +347,13 @@ static void loop_workfn(struct work_struct *work)
 		list_del(&cmd->node);
 		spin_unlock_irq(&lo->lo_work_lock);
 		loop_handle_cmd(lo, cmd);
+		/*
+		 * Issued (or done): a worker stuck in a request (a flush, a
+		 * write to a frozen filesystem) keeps counting it, and draws
+		 * no more requests from the fast path. @lo outlives the
+		 * work: its workqueue is destroyed only with it.
+		 */
+		atomic_dec(&lo->lo_backlog);
 		cond_resched();
 	}
 	/* Nothing left: the next request schedules the worker again. */
@@ -426,6 +433,7 @@ static void loop_queue_cmd(struct loop_device *lo, struct loop_cmd *cmd)
 		if (!worker)
 			worker = &lo->lo_root_worker;
 	}
+	atomic_inc(&lo->lo_backlog);
 	list_add_tail(&cmd->node, &worker->cmds);
 	if (!worker->scheduled) {
 		worker->scheduled = true;
@@ -638,11 +646,76 @@ static blk_opf_t loop_rq_flags(struct request *rq)
 }
 
 /*
+ * Would the block device under @file split @rq's direct I/O? Its bio
+ * carries REQ_NOWAIT (block/fops.c), and the block layer fails such a bio
+ * with EAGAIN rather than split it: the worker would do all of it again.
+ * Files on filesystems do not count: iomap (ext4, XFS) sends no REQ_NOWAIT
+ * bios. The device's limits are read racily (a dm table reload changes
+ * them): a wrong answer costs a retry. Does not sleep.
+ */
+static bool loop_backing_would_split(struct loop_device *lo,
+				     struct file *file, struct request *rq)
+{
+	struct inode *inode = file->f_mapping->host;
+	unsigned int sectors = blk_rq_sectors(rq), chunk;
+	struct block_device *bdev;
+	struct request_queue *bq;
+	sector_t start;
+
+	if (!S_ISBLK(inode->i_mode))
+		return false;
+	bdev = I_BDEV(inode);
+	bq = bdev_get_queue(bdev);
+	/* Racy on purpose: the limits of another device, see above. */
+	if (sectors > data_race(queue_max_sectors(bq)) ||
+	    /* Racy on purpose, as above. */
+	    blk_rq_nr_phys_segments(rq) > data_race(queue_max_segments(bq)) ||
+	    /* Racy on purpose, as above. */
+	    data_race(queue_virt_boundary(bq)))
+		return true;
+	/* Racy on purpose, as above. */
+	chunk = data_race(bq->limits.chunk_sectors);
+	if (!chunk)
+		return false;
+	/* Sectors left in the chunk where the request starts on the disk. */
+	start = blk_rq_pos(rq) + (lo->lo_offset >> SECTOR_SHIFT) +
+		get_start_sect(bdev);
+	return chunk - sector_div(start, chunk) < sectors;
+}
+
+/*
+ * Would a worker do better with @cmd than its submitter? For asynchronous
+ * direct I/O, when more than nowait_depth requests are in the device (the
+ * submitter keeps a queue of them, or several submitters do) and fewer
+ * than that are handed to the workers and not yet issued: the worker
+ * issues on a CPU of its own choosing (the workqueue is unbound) while the
+ * submitter goes on submitting, where the fast path would issue every
+ * request on the submitter's CPU (ext4-dio rand-read-qd32 in bench/: the
+ * fast path alone made 0.57 of stock's IOPS on 2 CPUs). Once the workers
+ * fall behind, or one is stuck in a request, the submitters issue their
+ * own requests again (several of them outrun one worker). Not for
+ * buffered I/O: a cached read completes in ->queue_rq, but stays counted
+ * in lo_inflight until blk-mq's completion softirq ran, so the count says
+ * nothing about a queue. One CPU online: nothing to gain. Hints read
+ * lockless: a wrong guess costs speed, not correctness.
+ */
+static bool loop_worker_keeps_up(struct loop_device *lo, struct loop_cmd *cmd)
+{
+	unsigned int depth = READ_ONCE(loop_nowait_depth);
+
+	return cmd->use_aio && depth && num_online_cpus() > 1 &&
+	       atomic_read(&lo->lo_inflight) > depth &&
+	       atomic_read(&lo->lo_backlog) < depth;
+}
+
+/*
  * May ->queue_rq issue @cmd itself (loop_try_nowait())? Only a read or a
  * write the backing file promises to take without waiting, and only from
  * a context where the backing file's filesystem may run as if called by
  * the submitter (Documentation/admin-guide/blockdev/loop.rst says why each
  * check is there):
+ *  - for direct I/O to a block device, no request that device would
+ *    have to split (loop_backing_would_split());
  *  - no bio whose submitter must not block (REQ_NOWAIT, io_uring's first
  *    try; a merge keeps the first bio's flags only): IOCB_NOWAIT still
  *    allocates and may wait for a lock or a journal handle, the worker
@@ -669,7 +742,8 @@ static blk_opf_t loop_rq_flags(struct request *rq)
  *    (BLK_MQ_F_BLOCKING), but a stacked driver may call us under RCU or
  *    with preemption off;
  *  - with half of the stack left;
- *  - from a submitter in the request's block cgroup.
+ *  - from a submitter in the request's block cgroup;
+ *  - unless a worker is better placed to issue it (loop_worker_keeps_up()).
  */
 static bool loop_nowait_allowed(struct loop_device *lo,
 				struct blk_mq_hw_ctx *hctx, struct loop_cmd *cmd)
@@ -689,6 +763,8 @@ static bool loop_nowait_allowed(struct loop_device *lo,
 	if (req_op(rq) == REQ_OP_WRITE && !cmd->use_aio &&
 	    !loop_nowait_buffered_write(file))
 		return false;
+	if (cmd->use_aio && loop_backing_would_split(lo, file, rq))
+		return false;
 	if (current->journal_info || loop_bio_list_busy())
 		return false;
 	if (current->flags & (PF_MEMALLOC | PF_MEMALLOC_NOIO | PF_MEMALLOC_NOFS |
@@ -698,7 +774,8 @@ static bool loop_nowait_allowed(struct loop_device *lo,
 		return false;
 	if (loop_plug_holds_others(current->plug, rq->q))
 		return false;
-	return loop_stack_has_room() && loop_in_cmd_blkcg(cmd);
+	return loop_stack_has_room() && loop_in_cmd_blkcg(cmd) &&
+	       !loop_worker_keeps_up(lo, cmd);
 }
 
 /*
