@@ -32,12 +32,14 @@ files=$(git ls-files 'drivers/*.[ch]' 'include/*.h' 'Kbuild')
 # answers an unknown ioctl with ENOSYS, as the stock driver does.
 # Judged by what it prints, not by its exit status (under pipefail a
 # warning made the whole test false, and the warning passed as clean).
-found=$("$srcdir/scripts/checkpatch.pl" --strict --no-tree --terse --show-types \
-	--ignore FILE_PATH_CHANGES,SPDX_LICENSE_TAG -f $files |
+# A checkpatch that did not run to the end prints no "total:" lines.
+out=$("$srcdir/scripts/checkpatch.pl" --strict --no-tree --terse --show-types \
+	--ignore FILE_PATH_CHANGES,SPDX_LICENSE_TAG -f $files 2>&1)
+found=$(echo "$out" |
 	grep -v 'drivers/block/loop_main.c:[0-9]*: WARNING:ENOSYS:' |
 	grep -v '^total: ')
-if [ -n "$found" ]; then
-	echo "$found"
+if [ -n "$found" ] || ! echo "$out" | grep -q '^total: '; then
+	echo "${found:-lint: checkpatch did not run}"
 	status=1
 else
 	echo "lint: checkpatch --strict clean"

@@ -183,7 +183,8 @@ struct loop_device {
 	bool			lo_draining;
 	/*
 	 * Requests handed to the workers and not yet issued: on a list, or
-	 * in a worker's hands until the backing file took it. ->queue_rq
+	 * in a worker's hands until the backing file took it (asynchronous
+	 * direct I/O) or it is done (the rest). ->queue_rq
 	 * reads it as a hint (loop_worker_keeps_up()).
 	 */
 	atomic_t		lo_backlog;

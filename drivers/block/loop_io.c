@@ -13,7 +13,9 @@
  *
  * The fast path (module parameter nowait): ->queue_rq issues a read or
  * write itself, with IOCB_NOWAIT, when the backing file supports that and
- * the submitter's context allows it (loop_nowait_allowed()); what the file
+ * the submitter's context allows it (loop_nowait_allowed()), and, for deep
+ * queues of direct I/O, a worker is not better placed to issue it
+ * (loop_worker_keeps_up(), module parameter nowait_depth); what the file
  * cannot take at once goes to the worker as above. The queue is then
  * BLK_MQ_F_BLOCKING, so that ->queue_rq may sleep.
  *
@@ -348,10 +350,10 @@ static void loop_workfn(struct work_struct *work)
 		spin_unlock_irq(&lo->lo_work_lock);
 		loop_handle_cmd(lo, cmd);
 		/*
-		 * Issued (or done): a worker stuck in a request (a flush, a
-		 * write to a frozen filesystem) keeps counting it, and draws
-		 * no more requests from the fast path. @lo outlives the
-		 * work: its workqueue is destroyed only with it.
+		 * Issued (asynchronous direct I/O) or done (the rest): a
+		 * worker stuck in a request (a flush, a write to a frozen
+		 * filesystem) keeps counting it. @lo outlives the work: its
+		 * workqueue is destroyed only with it.
 		 */
 		atomic_dec(&lo->lo_backlog);
 		cond_resched();
@@ -646,12 +648,36 @@ static blk_opf_t loop_rq_flags(struct request *rq)
 }
 
 /*
+ * Is there a gap at a virtual boundary of @mask between two of @rq's
+ * segments (one ending or the next starting off the boundary)? The block
+ * layer splits a bio there.
+ */
+static bool loop_rq_has_gap(struct request *rq, unsigned long mask)
+{
+	struct req_iterator iter;
+	unsigned int prev_end = 0;
+	struct bio_vec bv;
+	bool first = true;
+
+	rq_for_each_bvec(bv, rq, iter) {
+		if (!first && ((prev_end | bv.bv_offset) & mask))
+			return true;
+		first = false;
+		prev_end = bv.bv_offset + bv.bv_len;
+	}
+	return false;
+}
+
+/*
  * Would the block device under @file split @rq's direct I/O? Its bio
  * carries REQ_NOWAIT (block/fops.c), and the block layer fails such a bio
  * with EAGAIN rather than split it: the worker would do all of it again.
  * Files on filesystems do not count: iomap (ext4, XFS) sends no REQ_NOWAIT
- * bios. The device's limits are read racily (a dm table reload changes
- * them): a wrong answer costs a retry. Does not sleep.
+ * bios. A best guess, not the block layer's own computation: segments are
+ * counted with our segment size, not the device's, and a bio-based driver
+ * that never splits (brd, zram) is taken at its word. The device's limits
+ * are read racily (a dm table reload changes them). A wrong answer costs
+ * a retry by the worker, or a context switch. Does not sleep.
  */
 static bool loop_backing_would_split(struct loop_device *lo,
 				     struct file *file, struct request *rq)
@@ -660,6 +686,7 @@ static bool loop_backing_would_split(struct loop_device *lo,
 	unsigned int sectors = blk_rq_sectors(rq), chunk;
 	struct block_device *bdev;
 	struct request_queue *bq;
+	unsigned long mask;
 	sector_t start;
 
 	if (!S_ISBLK(inode->i_mode))
@@ -669,9 +696,11 @@ static bool loop_backing_would_split(struct loop_device *lo,
 	/* Racy on purpose: the limits of another device, see above. */
 	if (sectors > data_race(queue_max_sectors(bq)) ||
 	    /* Racy on purpose, as above. */
-	    blk_rq_nr_phys_segments(rq) > data_race(queue_max_segments(bq)) ||
-	    /* Racy on purpose, as above. */
-	    data_race(queue_virt_boundary(bq)))
+	    blk_rq_nr_phys_segments(rq) > data_race(queue_max_segments(bq)))
+		return true;
+	/* Racy on purpose, as above. */
+	mask = data_race(queue_virt_boundary(bq));
+	if (mask && loop_rq_has_gap(rq, mask))
 		return true;
 	/* Racy on purpose, as above. */
 	chunk = data_race(bq->limits.chunk_sectors);
@@ -686,18 +715,18 @@ static bool loop_backing_would_split(struct loop_device *lo,
 /*
  * Would a worker do better with @cmd than its submitter? For asynchronous
  * direct I/O, when more than nowait_depth requests are in the device (the
- * submitter keeps a queue of them, or several submitters do) and fewer
- * than that are handed to the workers and not yet issued: the worker
+ * submitter keeps a queue of them, or several submitters do): the worker
  * issues on a CPU of its own choosing (the workqueue is unbound) while the
- * submitter goes on submitting, where the fast path would issue every
- * request on the submitter's CPU (ext4-dio rand-read-qd32 in bench/: the
- * fast path alone made 0.57 of stock's IOPS on 2 CPUs). Once the workers
- * fall behind, or one is stuck in a request, the submitters issue their
- * own requests again (several of them outrun one worker). Not for
- * buffered I/O: a cached read completes in ->queue_rq, but stays counted
- * in lo_inflight until blk-mq's completion softirq ran, so the count says
- * nothing about a queue. One CPU online: nothing to gain. Hints read
- * lockless: a wrong guess costs speed, not correctness.
+ * submitter goes on submitting, as with the stock driver, where the fast
+ * path would issue every request on the submitter's CPU (ext4-dio
+ * rand-read-qd32 in bench/: the fast path alone made 0.57 of stock's IOPS
+ * on 2 CPUs). Unless the workers are behind by half the queue depth
+ * (requests handed to them and not yet issued): then the submitters issue
+ * their own requests again. Not for buffered I/O: a cached read completes
+ * in ->queue_rq, but stays counted in lo_inflight until blk-mq's
+ * completion softirq ran, so the count says nothing about a queue. One
+ * CPU online: nothing to gain. Hints read lockless: a wrong guess costs
+ * speed, not correctness.
  */
 static bool loop_worker_keeps_up(struct loop_device *lo, struct loop_cmd *cmd)
 {
@@ -705,7 +734,7 @@ static bool loop_worker_keeps_up(struct loop_device *lo, struct loop_cmd *cmd)
 
 	return cmd->use_aio && depth && num_online_cpus() > 1 &&
 	       atomic_read(&lo->lo_inflight) > depth &&
-	       atomic_read(&lo->lo_backlog) < depth;
+	       atomic_read(&lo->lo_backlog) < loop_hw_queue_depth / 2;
 }
 
 /*

@@ -120,14 +120,14 @@ module_param_named(nowait, loop_nowait, bool, 0644);
 MODULE_PARM_DESC(nowait, "Issue reads and writes from the submitter when the backing file need not wait (default Y)");
 
 /*
- * nowait_depth: with more requests than this in a device, and fewer than
- * this handed to its workers and not yet issued, the fast path leaves an
- * asynchronous direct-I/O request to a worker (loop_worker_keeps_up() in
- * loop_io.c); 0: never.
+ * nowait_depth: with more requests than this in a device, the fast path
+ * leaves asynchronous direct I/O to a worker, unless the workers are
+ * behind by half the queue depth (loop_worker_keeps_up() in loop_io.c);
+ * 0: never.
  */
 unsigned int loop_nowait_depth = 4;
 module_param_named(nowait_depth, loop_nowait_depth, uint, 0644);
-MODULE_PARM_DESC(nowait_depth, "Requests in a device past which the fast path leaves direct I/O to a worker that keeps up (default 4, 0: never)");
+MODULE_PARM_DESC(nowait_depth, "Requests in a device past which the fast path leaves direct I/O to the workers (default 4, 0: never)");
 
 /*
  * get_free_hold_ms: for how long LOOP_CTL_GET_FREE keeps a device it handed
