@@ -894,10 +894,10 @@ out_file:
 TEST(nowait_leaves_what_the_device_below_would_split)
 {
 	char *file = lt_make_file("split", 4 * MiB, 0x6b);
-	char lower[32], path[96];
+	char lower[32], path[96], kb[16] = "";
 	long before, mid, after;
 	struct loop_info64 info;
-	int nb, fb, n, fd, dev, i, j;
+	int nb, fb, n, fd, dev, i, j, f;
 	unsigned char *buf;
 
 	ASSERT_NE(NULL, file);
@@ -906,6 +906,10 @@ TEST(nowait_leaves_what_the_device_below_would_split)
 	ASSERT_LE(0, fb);
 	snprintf(path, sizeof(path), "/sys/block/loop%d/queue/max_sectors_kb",
 		 nb);
+	f = open(path, O_RDONLY);
+	ASSERT_LE(0, f);
+	ASSERT_LT(0, read(f, kb, sizeof(kb) - 1));
+	close(f);
 	ASSERT_EQ(0, lt_write_str(path, "64"));
 	snprintf(lower, sizeof(lower), "/dev/loop%d", nb);
 	fd = lt_attach_free(lower, LO_FLAGS_DIRECT_IO, &n);
@@ -941,6 +945,8 @@ out:
 	ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
 	close(fd);
 	lt_release(n);
+	/* The queue outlives the binding: the next user gets its own limit. */
+	EXPECT_EQ(0, lt_write_str(path, kb));
 	ASSERT_EQ(0, ioctl(fb, LOOP_CLR_FD));
 	close(fb);
 	lt_release(nb);
