@@ -185,7 +185,7 @@ struct loop_device {
 	 * Requests handed to the workers and not yet issued: on a list, or
 	 * in a worker's hands until the backing file took it (asynchronous
 	 * direct I/O) or it is done (the rest). ->queue_rq
-	 * reads it as a hint (loop_worker_keeps_up()).
+	 * reads it as a hint (loop_leave_to_worker()).
 	 */
 	atomic_t		lo_backlog;
 	/* Requests loop_try_nowait() issued: statistics, sysfs. */

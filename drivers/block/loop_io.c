@@ -15,7 +15,7 @@
  * write itself, with IOCB_NOWAIT, when the backing file supports that and
  * the submitter's context allows it (loop_nowait_allowed()), and, for deep
  * queues of direct I/O, a worker is not better placed to issue it
- * (loop_worker_keeps_up(), module parameter nowait_depth); what the file
+ * (loop_leave_to_worker(), module parameter nowait_depth); what the file
  * cannot take at once goes to the worker as above. The queue is then
  * BLK_MQ_F_BLOCKING, so that ->queue_rq may sleep.
  *
@@ -728,7 +728,7 @@ static bool loop_backing_would_split(struct loop_device *lo,
  * CPU online: nothing to gain. Hints read lockless: a wrong guess costs
  * speed, not correctness.
  */
-static bool loop_worker_keeps_up(struct loop_device *lo, struct loop_cmd *cmd)
+static bool loop_leave_to_worker(struct loop_device *lo, struct loop_cmd *cmd)
 {
 	unsigned int depth = READ_ONCE(loop_nowait_depth);
 
@@ -743,6 +743,7 @@ static bool loop_worker_keeps_up(struct loop_device *lo, struct loop_cmd *cmd)
  * a context where the backing file's filesystem may run as if called by
  * the submitter (Documentation/admin-guide/blockdev/loop.rst says why each
  * check is there):
+ *  - unless a worker is better placed to issue it (loop_leave_to_worker());
  *  - for direct I/O to a block device, no request that device would
  *    have to split (loop_backing_would_split());
  *  - no bio whose submitter must not block (REQ_NOWAIT, io_uring's first
@@ -771,8 +772,7 @@ static bool loop_worker_keeps_up(struct loop_device *lo, struct loop_cmd *cmd)
  *    (BLK_MQ_F_BLOCKING), but a stacked driver may call us under RCU or
  *    with preemption off;
  *  - with half of the stack left;
- *  - from a submitter in the request's block cgroup;
- *  - unless a worker is better placed to issue it (loop_worker_keeps_up()).
+ *  - from a submitter in the request's block cgroup.
  */
 static bool loop_nowait_allowed(struct loop_device *lo,
 				struct blk_mq_hw_ctx *hctx, struct loop_cmd *cmd)
@@ -792,7 +792,9 @@ static bool loop_nowait_allowed(struct loop_device *lo,
 	if (req_op(rq) == REQ_OP_WRITE && !cmd->use_aio &&
 	    !loop_nowait_buffered_write(file))
 		return false;
-	if (cmd->use_aio && loop_backing_would_split(lo, file, rq))
+	/* Before the split check: cheaper, and it settles deep queues. */
+	if (loop_leave_to_worker(lo, cmd) ||
+	    (cmd->use_aio && loop_backing_would_split(lo, file, rq)))
 		return false;
 	if (current->journal_info || loop_bio_list_busy())
 		return false;
@@ -803,8 +805,7 @@ static bool loop_nowait_allowed(struct loop_device *lo,
 		return false;
 	if (loop_plug_holds_others(current->plug, rq->q))
 		return false;
-	return loop_stack_has_room() && loop_in_cmd_blkcg(cmd) &&
-	       !loop_worker_keeps_up(lo, cmd);
+	return loop_stack_has_room() && loop_in_cmd_blkcg(cmd);
 }
 
 /*

@@ -122,7 +122,7 @@ MODULE_PARM_DESC(nowait, "Issue reads and writes from the submitter when the bac
 /*
  * nowait_depth: with more requests than this in a device, the fast path
  * leaves asynchronous direct I/O to a worker, unless the workers are
- * behind by half the queue depth (loop_worker_keeps_up() in loop_io.c);
+ * behind by half the queue depth (loop_leave_to_worker() in loop_io.c);
  * 0: never.
  */
 unsigned int loop_nowait_depth = 4;
