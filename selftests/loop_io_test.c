@@ -8,6 +8,8 @@
 
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/swap.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -950,6 +952,183 @@ out:
 	ASSERT_EQ(0, ioctl(fb, LOOP_CLR_FD));
 	close(fb);
 	lt_release(nb);
+	unlink(file);
+	free(file);
+	free(buf);
+}
+
+/*
+ * KiB of the shared tmpfs mapping at @map in swap, from /proc/self/smaps
+ * ("Swap:" counts the file's pages in swap exactly), or -1.
+ */
+static long mapping_swap_kib(void *map)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	unsigned long start, end;
+	char line[256];
+	bool ours = false;
+	long kib = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		/* A mapping's first line: "start-end perms ...". */
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)
+			ours = start == (unsigned long)map;
+		else if (ours && sscanf(line, "Swap: %ld kB", &kib) == 1)
+			break;
+	}
+	fclose(f);
+	return kib;
+}
+
+/* A swap file of @size bytes at @path, written (no holes), swapped on. */
+static int swap_on_file(const char *path, off_t size)
+{
+	unsigned char page[4096] = { 0 };
+	__u32 *info = (__u32 *)(page + 1024);
+	off_t done;
+	int fd, err = 0;
+
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return -errno;
+	for (done = 0; done < size && !err; done += sizeof(page))
+		if (write(fd, page, sizeof(page)) != sizeof(page))
+			err = -EIO;
+	/* The header mkswap writes: version 1, the last page, no bad ones. */
+	info[0] = 1;
+	info[1] = size / sizeof(page) - 1;
+	memcpy(page + sizeof(page) - 10, "SWAPSPACE2", 10);
+	if (!err && (pwrite(fd, page, sizeof(page), 0) != sizeof(page) ||
+		     fsync(fd)))
+		err = -EIO;
+	close(fd);
+	if (!err && swapon(path, 0))
+		err = -errno;
+	return err;
+}
+
+/*
+ * tmpfs has no FMODE_NOWAIT, but its read of pages in memory waits for no
+ * I/O: such reads take the fast path, direct reads of the device as well
+ * as its own readahead (which runs in a no-fs scope), holes too. A read
+ * that meets a page swapped out goes to the worker, which swaps it in.
+ * The data is the file's in every case.
+ */
+TEST(nowait_reads_tmpfs_pages_in_memory)
+{
+	char *file = lt_make_file_at("/tmp", "shmrd", 4 * MiB, 0x3c);
+	long before, direct, ahead, swapped, kib;
+	unsigned char *buf, *map = NULL;
+	char swapfile[128] = "";
+	int n, fd, dev, bfd, i, j;
+	struct statfs sfs;
+
+	ASSERT_NE(NULL, file);
+	ASSERT_EQ(0, statfs("/tmp", &sfs));
+	if (sfs.f_type != 0x01021994) {
+		unlink(file);
+		SKIP(return, "/tmp is not tmpfs");
+	}
+	ASSERT_EQ(0, posix_memalign((void **)&buf, 4096, 64 * 1024));
+	/* 4 MiB written, then a 4 MiB hole. */
+	bfd = open(file, O_RDWR);
+	ASSERT_LE(0, bfd);
+	ASSERT_EQ(0, ftruncate(bfd, 8 * MiB));
+	fd = lt_attach_free(file, 0, &n);
+	ASSERT_LE(0, fd);
+	dev = lt_open_dev(n, O_RDONLY | O_DIRECT);
+	ASSERT_LE(0, dev);
+	before = lt_nowait_issued(n);
+	ASSERT_LE(0, before);
+	for (i = 0; i < 64; i++) {
+		int at = i < 48 ? i : 1024 + i;	/* the last 16 in the hole */
+		int want = i < 48 ? 0x3c : 0;
+
+		memset(buf, 0xee, 4096);
+		ASSERT_EQ(4096, pread(dev, buf, 4096, (off_t)at * 4096));
+		for (j = 0; j < 4096; j++)
+			ASSERT_EQ(want, buf[j]) TH_LOG("read %d byte %d", i, j);
+	}
+	direct = lt_nowait_issued(n) - before;
+	/* Buffered reads of the device: its readahead. */
+	close(dev);
+	dev = lt_open_dev(n, O_RDONLY);
+	ASSERT_LE(0, dev);
+	ASSERT_EQ(0, posix_fadvise(dev, 0, 0, POSIX_FADV_DONTNEED));
+	before = lt_nowait_issued(n);
+	for (i = 0; i < 16; i++) {
+		ASSERT_EQ(64 * 1024, pread(dev, buf, 64 * 1024,
+					   (off_t)i * 64 * 1024));
+		for (j = 0; j < 64 * 1024; j++)
+			ASSERT_EQ(0x3c, buf[j]) TH_LOG("read %d byte %d", i, j);
+	}
+	ahead = lt_nowait_issued(n) - before;
+	TH_LOG("fast path: %ld of 64 direct reads, %ld requests of readahead",
+	       direct, ahead);
+	EXPECT_EQ(64, direct);
+	EXPECT_LT(0, ahead);
+
+	/*
+	 * The first MiB of the file swapped out, if there is swap to use.
+	 * From here on, failures go to out: the swap file must go.
+	 */
+	snprintf(swapfile, sizeof(swapfile), "%s/lt-swap-%d", lt_dir(),
+		 getpid());
+	i = swap_on_file(swapfile, 16 * MiB);
+	if (i) {
+		TH_LOG("no swap (%s): the swapped-out case is not run",
+		       strerror(-i));
+		unlink(swapfile);
+		*swapfile = 0;
+		goto out;
+	}
+	/* Mapped in: MADV_PAGEOUT sees the pages through the page table. */
+	map = mmap(NULL, MiB, PROT_READ, MAP_SHARED | MAP_POPULATE, bfd, 0);
+	EXPECT_NE(MAP_FAILED, map);
+	if (map == MAP_FAILED)
+		goto out;
+	/* A page in another CPU's LRU batch stays: ask again. */
+	for (i = 0, kib = 0; i < 5 && kib != 1024; i++) {
+		EXPECT_EQ(0, madvise(map, MiB, MADV_PAGEOUT));
+		kib = mapping_swap_kib(map);
+	}
+	munmap(map, MiB);
+	if (kib != 1024) {
+		TH_LOG("%ld KiB of 1024 swapped out: the swapped-out case is not run",
+		       kib);
+		goto out;
+	}
+	close(dev);
+	dev = lt_open_dev(n, O_RDONLY | O_DIRECT);
+	EXPECT_LE(0, dev);
+	if (dev < 0)
+		goto out;
+	before = lt_nowait_issued(n);
+	for (i = 0; i < 64; i++) {
+		memset(buf, 0xee, 4096);
+		EXPECT_EQ(4096, pread(dev, buf, 4096, (off_t)i * 4096));
+		for (j = 0; j < 4096 && buf[j] == 0x3c; j++)
+			;
+		EXPECT_EQ(4096, j) TH_LOG("read %d: byte %d is 0x%02x", i, j,
+					  j < 4096 ? buf[j] : 0);
+	}
+	swapped = lt_nowait_issued(n) - before;
+	TH_LOG("%ld KiB swapped out; fast path: %ld of 64 reads of it", kib,
+	       swapped);
+	EXPECT_EQ(0, swapped);
+out:
+	if (*swapfile) {
+		EXPECT_EQ(0, swapoff(swapfile));
+		unlink(swapfile);
+	}
+	if (dev >= 0)
+		close(dev);
+	ASSERT_EQ(0, ioctl(fd, LOOP_CLR_FD));
+	close(fd);
+	lt_release(n);
+	close(bfd);
 	unlink(file);
 	free(file);
 	free(buf);

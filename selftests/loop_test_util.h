@@ -18,7 +18,6 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/fs.h>
@@ -378,6 +377,22 @@ static inline int lt_exists(const char *fmt, int n)
 
 	snprintf(path, sizeof(path), fmt, n, n);
 	return access(path, F_OK) == 0;
+}
+
+/*
+ * Which loopN this is: the inode number of its sysfs directory, which
+ * kernfs never hands out twice; 0 if there is no loopN. Tells the device
+ * that should have gone from one that an open created again: opening
+ * /dev/loopN whose node was looked up just before the device was deleted
+ * makes the block layer create loopN anew (legacy autoload, stock too).
+ */
+static inline ino_t lt_dev_id(int n)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/sys/block/loop%d", n);
+	return stat(path, &st) ? 0 : st.st_ino;
 }
 
 static inline __u64 lt_diskseq(int fd)
