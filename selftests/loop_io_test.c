@@ -703,6 +703,24 @@ TEST(nowait_short_read_below_a_sector_is_retried)
 }
 
 /*
+ * Attach @file (buffered) to a free device, and open that device for
+ * direct reads: the device's fd, or -1; *@n and *@fd (the attacher's
+ * open, for LOOP_CLR_FD) are set on success.
+ */
+static int attach_direct_reader(const char *file, int *n, int *fd)
+{
+	int dev;
+
+	*fd = lt_attach_free(file, 0, n);
+	if (*fd < 0)
+		return -1;
+	dev = lt_open_dev(*n, O_RDONLY | O_DIRECT);
+	if (dev < 0)
+		close(*fd);
+	return dev;
+}
+
+/*
  * A direct read with RWF_NOWAIT reaches ->queue_rq as a REQ_NOWAIT request:
  * its submitter must not wait, and IOCB_NOWAIT on the backing file may
  * still allocate or wait for a lock, so it goes to the worker, as every
@@ -729,9 +747,7 @@ TEST(nowait_flagged_requests_go_to_the_worker)
 	for (i = 0; i < 4 * MiB / 4096; i++)
 		ASSERT_EQ(4096, pread(bfd, got, 4096, (off_t)i * 4096));
 	close(bfd);
-	fd = lt_attach_free(file, 0, &n);
-	ASSERT_LE(0, fd);
-	dev = lt_open_dev(n, O_RDONLY | O_DIRECT);
+	dev = attach_direct_reader(file, &n, &fd);
 	ASSERT_LE(0, dev);
 	before = lt_nowait_issued(n);
 	ASSERT_LE(0, before);
@@ -1036,9 +1052,7 @@ TEST(nowait_reads_tmpfs_pages_in_memory)
 	bfd = open(file, O_RDWR);
 	ASSERT_LE(0, bfd);
 	ASSERT_EQ(0, ftruncate(bfd, 8 * MiB));
-	fd = lt_attach_free(file, 0, &n);
-	ASSERT_LE(0, fd);
-	dev = lt_open_dev(n, O_RDONLY | O_DIRECT);
+	dev = attach_direct_reader(file, &n, &fd);
 	ASSERT_LE(0, dev);
 	before = lt_nowait_issued(n);
 	ASSERT_LE(0, before);

@@ -217,12 +217,18 @@ static long loop_fallocate(struct loop_device *lo, struct request *rq,
 	return loop_eio(ret);
 }
 
+/* Where @rq starts in the backing file. */
+static loff_t loop_rq_file_pos(struct loop_device *lo, struct request *rq)
+{
+	return ((loff_t)blk_rq_pos(rq) << SECTOR_SHIFT) + lo->lo_offset;
+}
+
 /* @nowait: 0, or IOCB_NOWAIT for a read or write (loop_try_nowait()). */
 static long loop_do_request(struct loop_device *lo, struct loop_cmd *cmd,
 			    int nowait)
 {
 	struct request *rq = blk_mq_rq_from_pdu(cmd);
-	loff_t pos = ((loff_t)blk_rq_pos(rq) << SECTOR_SHIFT) + lo->lo_offset;
+	loff_t pos = loop_rq_file_pos(lo, rq);
 	int err;
 
 	/*
@@ -662,7 +668,7 @@ static blk_opf_t loop_rq_flags(struct request *rq)
 static bool loop_tmpfs_read_resident(struct loop_device *lo, struct file *file,
 				     struct request *rq)
 {
-	loff_t pos = ((loff_t)blk_rq_pos(rq) << SECTOR_SHIFT) + lo->lo_offset;
+	loff_t pos = loop_rq_file_pos(lo, rq);
 	XA_STATE(xas, &file->f_mapping->i_pages, pos >> PAGE_SHIFT);
 	pgoff_t last = (pos + blk_rq_bytes(rq) - 1) >> PAGE_SHIFT;
 	bool resident = true;
