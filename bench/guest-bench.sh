@@ -107,11 +107,16 @@ order() {
 
 # One fio job on a fresh loop device of a freshly loaded driver $1.
 io_job() {
-	local drv=$1 name=$2 file=$3 opt=$4 job=$5 dev
+	local drv=$1 name=$2 file=$3 opt=$4 job=$5 dev sys
 	[ "$opt" = - ] && opt=
 	load "$drv"
 	dev=$(losetup -f --show $opt "$file" </dev/null) || { echo "# losetup failed"; exit 1; }
 	result "io:$name:$job $drv $(fio_job "$dev" "$job" 1 "$file")"
+	# How many of the device's requests our fast path issued (console).
+	sys=/sys/block/${dev#/dev/}
+	if [ -r "$sys/loop/nowait_issued" ]; then
+		echo "# io:$name:$job fast path: $(cat "$sys/loop/nowait_issued") of $(awk '{print $1 + $5}' "$sys/stat") requests"
+	fi
 	losetup -d "$dev" </dev/null
 }
 
@@ -174,9 +179,11 @@ for r in $(seq 1 "$rounds"); do
 	has churn && churn_round
 	has scale && scale_round
 	if has trace; then
-		for drv in $(order 0 2); do
-			load "$drv"
-			"$bench/guest-trace.sh" "$drv"
+		for t in 1 16; do
+			for drv in $(order 0 2); do
+				load "$drv"
+				"$bench/guest-trace.sh" "$drv" $t
+			done
 		done
 	fi
 done

@@ -2,16 +2,19 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Where the time of an attach/detach cycle goes (BENCH_PARTS=trace): runs
-# one second of single-threaded churn under the function_graph tracer, with
+# one second of churn by $2 threads (1 if not given) under the
+# function_graph tracer, with
 # the attach, the last close and the teardown as roots, and prints "TRACE
-# driver depth function calls total_us" for them (depth 0) and their
+# driver/threads depth function calls total_us" for them (depth 0) and their
 # callees (depth 1, as "root>callee") to the guest console
 # (build/bench-<kernel>/console). Stock tears down inside the last close
 # (blkdev_release() on 6.12, blkdev_close() on 6.1), ours in loop_rundown()
 # from task work. Tracing slows every call down: compare the drivers' shares,
-# not the absolute figures.
+# not the absolute figures. With several threads, a call's time includes
+# its sleeps: a lock's waiters show as time in mutex_lock() and the like.
 set -u
 drv=$1
+threads=${2:-1}
 T=/sys/kernel/tracing
 [ -e $T/trace ] || mount -t tracefs nodev $T || exit 1
 echo 0 > $T/tracing_on
@@ -24,9 +27,9 @@ for f in loop_configure loop_rundown blkdev_release blkdev_close; do
 done
 echo > $T/trace
 echo 1 > $T/tracing_on
-"$(dirname "$0")/loop_bench" churn 1 1 /tmp/churn.img > /dev/null
+"$(dirname "$0")/loop_bench" churn "$threads" 1 /tmp/churn.img > /dev/null
 echo 0 > $T/tracing_on
-awk -F'|' -v drv="$drv" '
+awk -F'|' -v drv="$drv/$threads" '
 NF >= 2 {
 	body = $2
 	# functions of modules carry the module name: "lo_ioctl [loop]()"

@@ -191,6 +191,15 @@ struct loop_device {
 	/* Requests loop_try_nowait() issued: statistics, sysfs. */
 	atomic_long_t		lo_nowait_issued;
 	/*
+	 * Do the submitters of tmpfs reads queue them (loop_tmpfs_queued())?
+	 * Reads seen, those of the current window that found another
+	 * request in the device, and the last window's answer. Hints,
+	 * lockless.
+	 */
+	atomic_t		lo_tmpfs_reads;
+	atomic_t		lo_tmpfs_overlaps;
+	bool			lo_tmpfs_queued;
+	/*
 	 * The backing file answered an IOCB_NOWAIT request with EOPNOTSUPP:
 	 * no more of them this attachment. Set by the completion, cleared
 	 * with the direct I/O setting (config); READ_ONCE()/WRITE_ONCE().

@@ -183,6 +183,7 @@ void loop_set_dio(struct loop_device *lo, bool use_dio)
 	lo->lo_use_dio = use_dio;
 	/* Another file or another kind of I/O: worth asking again. */
 	WRITE_ONCE(lo->lo_nowait_refused, false);
+	WRITE_ONCE(lo->lo_tmpfs_queued, false);
 	if (use_dio)
 		flags |= LO_FLAGS_DIRECT_IO;
 	else

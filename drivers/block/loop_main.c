@@ -123,7 +123,8 @@ MODULE_PARM_DESC(nowait, "Issue reads and writes from the submitter when the bac
  * nowait_depth: with more requests than this in a device, the fast path
  * leaves asynchronous direct I/O to a worker, unless the workers are
  * behind by half the queue depth (loop_leave_to_worker() in loop_io.c);
- * 0: never.
+ * 0: never, and reads of tmpfs never go to the workers for a queue
+ * either (loop_tmpfs_queued()).
  */
 unsigned int loop_nowait_depth = 4;
 module_param_named(nowait_depth, loop_nowait_depth, uint, 0644);
