@@ -20,6 +20,7 @@ T=/sys/kernel/tracing
 echo 0 > $T/tracing_on
 echo function_graph > $T/current_tracer
 echo 1 > $T/options/funcgraph-tail
+echo 1 > $T/options/funcgraph-proc
 echo 2 > $T/max_graph_depth
 echo 16384 > $T/buffer_size_kb
 for f in loop_configure loop_rundown blkdev_release blkdev_close; do
@@ -30,26 +31,32 @@ echo 1 > $T/tracing_on
 "$(dirname "$0")/loop_bench" churn "$threads" 1 /tmp/churn.img > /dev/null
 echo 0 > $T/tracing_on
 awk -F'|' -v drv="$drv/$threads" '
-NF >= 2 {
-	body = $2
+# With funcgraph-proc, a line is "CPU) comm-pid | duration | body". Each
+# task has a root of its own: with several threads, the lines of the task
+# switched in follow those of one that sleeps, on the same CPU.
+NF >= 3 {
+	who = $1
+	sub(/^ *[0-9]+\) */, "", who)
+	sub(/ *$/, "", who)
+	body = $3
 	# functions of modules carry the module name: "lo_ioctl [loop]()"
 	gsub(/ \[[A-Za-z0-9_]+\]/, "", body)
 	match(body, /^ */)
 	depth = int((RLENGTH - 1) / 2)
 	if (depth == 0 && match(body, /[A-Za-z0-9_.]+\(\) \{/)) {
-		root = substr(body, RSTART, RLENGTH - 4)
+		root[who] = substr(body, RSTART, RLENGTH - 4)
 		next
 	}
-	if (!match($1, /[0-9.]+ us/))
+	if (!match($2, /[0-9.]+ us/))
 		next
-	us = substr($1, RSTART, RLENGTH - 3) + 0
+	us = substr($2, RSTART, RLENGTH - 3) + 0
 	if (match(body, /\/\* [^ ]+/))
 		fn = substr(body, RSTART + 3, RLENGTH - 3)
 	else if (match(body, /[A-Za-z0-9_.]+\(\);/))
 		fn = substr(body, RSTART, RLENGTH - 3)
 	else
 		next
-	k = depth == 0 ? depth " " fn : depth " " root ">" fn
+	k = depth == 0 ? depth " " fn : depth " " root[who] ">" fn
 	calls[k]++
 	total[k] += us
 }

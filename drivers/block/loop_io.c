@@ -764,7 +764,9 @@ static bool loop_backing_would_split(struct loop_device *lo,
  * (requests handed to them and not yet issued): then the submitters issue
  * their own requests again. Not for buffered I/O: a read served from the
  * page cache completes in ->queue_rq, so its submitter never builds a
- * queue in the device (for tmpfs, see loop_tmpfs_queued()). One CPU
+ * queue in the device. For tmpfs, loop_tmpfs_queued() looks for the
+ * queue elsewhere; page-cache hits of other files at depth are not
+ * covered (not measured: the bench reads them cold). One CPU
  * online: nothing to gain. Hints read lockless: a wrong guess costs speed,
  * not correctness.
  */
@@ -794,12 +796,15 @@ static bool loop_leave_to_worker(struct loop_device *lo, bool deep)
  * count drops before the read completes), often for one that does not
  * while the workers copy, or for several submitters. Every
  * LOOP_TMPFS_WINDOW reads, the answer for the next window: yes if a read
- * of the window found another request in the device. A window answered
- * no still sends its first read to a worker, as a probe: the fast path
- * alone leaves nothing in the device to find (on 6.1 its completion
- * runs before ->queue_rq returns). Never if nowait_depth is 0 or one CPU
- * is online, nor while the workers are behind by half the queue depth,
- * as in loop_leave_to_worker(). Hints, lockless.
+ * of the window found another request in the device. While the answer
+ * is no, one read in LOOP_TMPFS_PROBE goes to a worker anyway, as a
+ * probe: the fast path alone may leave nothing in the device to find (on
+ * 6.1 its completion softirq usually runs before ->queue_rq returns).
+ * Any other request counts too (a flush, a write, a probe by udev): it
+ * costs a window or two of reads on the workers. Never if nowait_depth
+ * is 0 or one CPU is online, nor while the workers are behind by half
+ * the queue depth, as in loop_leave_to_worker(). Called once per read
+ * that could take the fast path. Hints, lockless.
  */
 static bool loop_tmpfs_queued(struct loop_device *lo)
 {
@@ -817,7 +822,7 @@ static bool loop_tmpfs_queued(struct loop_device *lo)
 		queued = atomic_xchg(&lo->lo_tmpfs_overlaps, 0) > 0;
 		WRITE_ONCE(lo->lo_tmpfs_queued, queued);
 	}
-	return queued || seen % LOOP_TMPFS_PROBE == 1;
+	return queued || !(seen % LOOP_TMPFS_PROBE);
 }
 
 /*
@@ -888,7 +893,6 @@ static bool loop_nowait_allowed(struct loop_device *lo,
 		return false;
 	/* Before the split check: cheaper, and it settles deep queues. */
 	if (loop_leave_to_worker(lo, cmd->use_aio) ||
-	    (tmpfs_read && loop_tmpfs_queued(lo)) ||
 	    (cmd->use_aio && loop_backing_would_split(lo, file, rq)))
 		return false;
 	if (current->journal_info || loop_bio_list_busy())
@@ -901,8 +905,14 @@ static bool loop_nowait_allowed(struct loop_device *lo,
 		return false;
 	if (!loop_stack_has_room() || !loop_in_cmd_blkcg(cmd))
 		return false;
-	/* Last: the only check that walks the file's pages. */
-	return !tmpfs_read || loop_tmpfs_read_resident(lo, file, rq);
+	if (!tmpfs_read)
+		return true;
+	/*
+	 * After the checks of the context: only reads that could take the
+	 * fast path count, and use up probes. Last: the only check that
+	 * walks the file's pages.
+	 */
+	return !loop_tmpfs_queued(lo) && loop_tmpfs_read_resident(lo, file, rq);
 }
 
 /*

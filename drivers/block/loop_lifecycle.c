@@ -184,6 +184,8 @@ void loop_set_dio(struct loop_device *lo, bool use_dio)
 	/* Another file or another kind of I/O: worth asking again. */
 	WRITE_ONCE(lo->lo_nowait_refused, false);
 	WRITE_ONCE(lo->lo_tmpfs_queued, false);
+	atomic_set(&lo->lo_tmpfs_overlaps, 0);
+	atomic_set(&lo->lo_tmpfs_reads, 0);
 	if (use_dio)
 		flags |= LO_FLAGS_DIRECT_IO;
 	else

@@ -128,7 +128,7 @@ MODULE_PARM_DESC(nowait, "Issue reads and writes from the submitter when the bac
  */
 unsigned int loop_nowait_depth = 4;
 module_param_named(nowait_depth, loop_nowait_depth, uint, 0644);
-MODULE_PARM_DESC(nowait_depth, "Requests in a device past which the fast path leaves direct I/O to the workers (default 4, 0: never)");
+MODULE_PARM_DESC(nowait_depth, "Requests in a device past which the fast path leaves direct I/O to the workers (default 4, 0: never; 0 also keeps queued tmpfs reads on the fast path)");
 
 /*
  * get_free_hold_ms: for how long LOOP_CTL_GET_FREE keeps a device it handed
