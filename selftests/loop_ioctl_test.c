@@ -336,7 +336,7 @@ TEST_F(dev, configure_all_fields)
 	ASSERT_EQ(0, lt_sysfs(self->n, "size", buf, sizeof(buf)));
 	ASSERT_STREQ("8192", buf);
 
-	/* Detach (we are the sole opener): sysfs group gone, size 0. */
+	/* Detach (we are the sole opener): sysfs directory gone, size 0. */
 	ASSERT_EQ(0, ioctl(self->fd, LOOP_CLR_FD));
 	ASSERT_EQ(-ENOENT, lt_sysfs(self->n, "loop/backing_file", buf,
 				    sizeof(buf)));

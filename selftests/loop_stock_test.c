@@ -21,6 +21,7 @@
  */
 #include "loop_test_util.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <sys/mount.h>
 #include <sys/swap.h>
@@ -39,7 +40,7 @@
 
 enum group {
 	G_DIO, G_CONTROL, G_DISCARD, G_ITER, G_RO_BELOW, G_MOUNTED, G_GET_FREE,
-	G_LOG,
+	G_LOG, G_SYSFS,
 };
 enum backing { B_TMPFS, B_EXT4, B_EXT4_4K, B_RAW4K };
 
@@ -627,6 +628,88 @@ out:
 	put_backing(B_TMPFS, path);
 }
 
+/*
+ * "mode=755 uid=0 names=a:444,b:444" of /sys/block/loop@n/loop/ (the files
+ * sorted), or "dir=ERR".
+ * Our two files that stock lacks (autoclear_delete, nowait_issued: read
+ * by loop_ioctl_test and loop_io_test) are left out, so that the rest of
+ * the answer is compared with stock's as it is.
+ */
+static void say_loop_dir(char *ans, int n)
+{
+	char path[128], list[ANS / 2] = "";
+	struct dirent **ents;
+	struct stat st;
+	int i, k;
+
+	snprintf(path, sizeof(path), "/sys/block/loop%d/loop", n);
+	k = scandir(path, &ents, NULL, alphasort);
+	if (k >= 0 && !stat(path, &st))
+		say(ans, "mode=%o uid=%u", st.st_mode & 07777, st.st_uid);
+	if (k < 0) {
+		say(ans, "dir=%s", lt_errname(errno));
+		return;
+	}
+	for (i = 0; i < k; i++) {
+		const char *name = ents[i]->d_name;
+		size_t len = strlen(list);
+		char file[400];
+
+		snprintf(file, sizeof(file), "%s/%s", path, name);
+		if (name[0] != '.' && strcmp(name, "autoclear_delete") &&
+		    strcmp(name, "nowait_issued") && !stat(file, &st) &&
+		    snprintf(list + len, sizeof(list) - len, "%s%s:%o",
+			     len ? "," : "", name, st.st_mode & 07777) < 0)
+			list[len] = 0;
+		free(ents[i]);
+	}
+	free(ents);
+	say(ans, "names=%s", list);
+}
+
+/*
+ * 9. /sys/block/loopN/loop/: its files and their modes while bound; after
+ * the last close of an autoclear device, what a read of a file opened
+ * while bound answers and whether the directory is gone (when close()
+ * returns: SPEC 2); and that it comes back at the next attach of the same
+ * device, while a file opened before the detach stays dead.
+ */
+static void sysfs_loop_dir(const struct scase *c, char *ans)
+{
+	char *path = backing_path(B_TMPFS);
+	int n, dev = -1, r, held = -1;
+	char buf[64];
+
+	n = path ? new_dev(&dev) : -1;
+	r = n < 0 ? -ENODEV : lt_configure(dev, path, O_RDWR,
+					    LO_FLAGS_AUTOCLEAR, 0, 0, 0);
+	say(ans, "configure=%s", lt_errname(r));
+	if (r)
+		goto out;
+	say_loop_dir(ans, n);
+	snprintf(buf, sizeof(buf), "/sys/block/loop%d/loop/offset", n);
+	held = open(buf, O_RDONLY | O_CLOEXEC);
+	close(dev);
+	say(ans, "held_read=%s",
+	    held < 0 ? "open_failed" : ename(pread(held, buf, sizeof(buf), 0)));
+	say_loop_dir(ans, n);
+	dev = lt_open_dev(n, O_RDWR);
+	r = dev < 0 ? -errno : lt_configure(dev, path, O_RDWR, 0, 0, 0, 0);
+	say(ans, "again=%s", lt_errname(r));
+	if (!r) {
+		r = lt_sysfs(n, "loop/offset", buf, sizeof(buf));
+		say(ans, "offset=%s", r ? lt_errname(r) : buf);
+		/* The old file stays dead: the new one is another node. */
+		say(ans, "held_then=%s", held < 0 ? "open_failed" :
+		    ename(pread(held, buf, sizeof(buf), 0)));
+	}
+out:
+	if (held >= 0)
+		close(held);
+	del_dev(n, dev);
+	put_backing(B_TMPFS, path);
+}
+
 #define DIO(bn, b) \
 	{ "dio." bn ".plain.noflag", G_DIO, dio_attach, b, 0, 0 }, \
 	{ "dio." bn ".plain.flag", G_DIO, dio_attach, b, 0, 1 }, \
@@ -654,6 +737,9 @@ static const struct scase cases[] = {
 	{ "set_status.mounted", G_MOUNTED, mounted_set_status },
 	{ "get_free.callers", G_GET_FREE, get_free_callers },
 	{ "log.attach_detach", G_LOG, log_attach_detach },
+	{ "sysfs.loop_dir", G_SYSFS, sysfs_loop_dir,
+	  .must = "held_read=ENODEV dir=ENOENT again=0 offset=0 "
+		  "held_then=ENODEV" },
 };
 #define NR_CASES (sizeof(cases) / sizeof(cases[0]))
 
@@ -849,6 +935,11 @@ TEST_F(stock, get_free_callers)
 TEST_F(stock, kernel_log_of_attach_and_detach)
 {
 	judge(_metadata, self, G_LOG);
+}
+
+TEST_F(stock, sysfs_loop_directory)
+{
+	judge(_metadata, self, G_SYSFS);
 }
 
 int main(int argc, char **argv)

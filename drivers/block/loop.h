@@ -208,7 +208,7 @@ struct loop_device {
 
 	bool			lo_use_dio;		/* config */
 	/* Set by attach, cleared by the teardown: never concurrent. */
-	bool			lo_sysfs_inited;
+	struct kobject		*lo_sysfs_dir;
 	/* Visible to LOOP_CTL_GET_FREE and LOOP_CTL_REMOVE: loop_ctl_mutex. */
 	bool			lo_idr_visible;
 	/* Deleted and out of the idr: loop_ctl_mutex; lo_state_wq wakes. */

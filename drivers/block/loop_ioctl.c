@@ -485,18 +485,23 @@ int lo_compat_ioctl(struct block_device *bdev, loop_mode_t mode,
 #endif
 
 /*
- * sysfs: /sys/block/loopN/loop/, present while the device is bound.
- * Each show takes lo_mutex; the group is removed without it.
+ * sysfs: /sys/block/loopN/loop/, present while the device is bound. The
+ * directory is a kobject of its own so that teardown removes it, files and
+ * all, in one kernfs removal: the lock of the sysfs tree, which all of
+ * sysfs shares, is taken once, where removing a named group takes it (and
+ * looks the file up) once per file, which under churn is where a
+ * teardown's time went. The show of backing_file takes lo_mutex; the
+ * directory is removed without it.
  */
-static struct loop_device *dev_to_loop(struct device *dev)
+static struct loop_device *kobj_to_loop(struct kobject *kobj)
 {
-	return dev_to_disk(dev)->private_data;
+	return dev_to_disk(kobj_to_dev(kobj->parent))->private_data;
 }
 
-static ssize_t backing_file_show(struct device *dev,
-				 struct device_attribute *attr, char *buf)
+static ssize_t backing_file_show(struct kobject *kobj,
+				 struct kobj_attribute *attr, char *buf)
 {
-	struct loop_device *lo = dev_to_loop(dev);
+	struct loop_device *lo = kobj_to_loop(kobj);
 	ssize_t len = 0;
 	char *p = NULL;
 
@@ -522,27 +527,27 @@ static ssize_t backing_file_show(struct device *dev,
  * ioctl may hold across a long write-back: a reader (udev, lsblk) must not
  * wait for it, and either value is a consistent one.
  */
-static ssize_t loop_show_u64(struct device *dev, char *buf, const loff_t *val)
+static ssize_t loop_show_u64(char *buf, const loff_t *val)
 {
 	return sysfs_emit(buf, "%llu\n", (unsigned long long)READ_ONCE(*val));
 }
 
-static ssize_t offset_show(struct device *dev, struct device_attribute *attr,
+static ssize_t offset_show(struct kobject *kobj, struct kobj_attribute *attr,
 			   char *buf)
 {
-	return loop_show_u64(dev, buf, &dev_to_loop(dev)->lo_offset);
+	return loop_show_u64(buf, &kobj_to_loop(kobj)->lo_offset);
 }
 
-static ssize_t sizelimit_show(struct device *dev,
-			      struct device_attribute *attr, char *buf)
+static ssize_t sizelimit_show(struct kobject *kobj,
+			      struct kobj_attribute *attr, char *buf)
 {
-	return loop_show_u64(dev, buf, &dev_to_loop(dev)->lo_sizelimit);
+	return loop_show_u64(buf, &kobj_to_loop(kobj)->lo_sizelimit);
 }
 
 /* Flags are read under lo_state_lock: ->release may change them. */
-static ssize_t loop_show_flag(struct device *dev, char *buf, u32 flag)
+static ssize_t loop_show_flag(struct kobject *kobj, char *buf, u32 flag)
 {
-	struct loop_device *lo = dev_to_loop(dev);
+	struct loop_device *lo = kobj_to_loop(kobj);
 	u32 flags;
 
 	spin_lock(&lo->lo_state_lock);
@@ -551,80 +556,100 @@ static ssize_t loop_show_flag(struct device *dev, char *buf, u32 flag)
 	return sysfs_emit(buf, "%d\n", !!(flags & flag));
 }
 
-static ssize_t autoclear_show(struct device *dev,
-			      struct device_attribute *attr, char *buf)
+static ssize_t autoclear_show(struct kobject *kobj,
+			      struct kobj_attribute *attr, char *buf)
 {
-	return loop_show_flag(dev, buf, LO_FLAGS_AUTOCLEAR);
+	return loop_show_flag(kobj, buf, LO_FLAGS_AUTOCLEAR);
 }
 
-static ssize_t partscan_show(struct device *dev,
-			     struct device_attribute *attr, char *buf)
+static ssize_t partscan_show(struct kobject *kobj,
+			     struct kobj_attribute *attr, char *buf)
 {
-	return loop_show_flag(dev, buf, LO_FLAGS_PARTSCAN);
+	return loop_show_flag(kobj, buf, LO_FLAGS_PARTSCAN);
 }
 
-static ssize_t dio_show(struct device *dev, struct device_attribute *attr,
+static ssize_t dio_show(struct kobject *kobj, struct kobj_attribute *attr,
 			char *buf)
 {
-	return loop_show_flag(dev, buf, LO_FLAGS_DIRECT_IO);
+	return loop_show_flag(kobj, buf, LO_FLAGS_DIRECT_IO);
 }
 
-static ssize_t autoclear_delete_show(struct device *dev,
-				     struct device_attribute *attr, char *buf)
+static ssize_t autoclear_delete_show(struct kobject *kobj,
+				     struct kobj_attribute *attr, char *buf)
 {
-	return loop_show_flag(dev, buf, LO_FLAGS_AUTOCLEAR_DELETE);
+	return loop_show_flag(kobj, buf, LO_FLAGS_AUTOCLEAR_DELETE);
 }
 
 /* Reads and writes ->queue_rq issued itself (loop_io.c), since creation. */
-static ssize_t nowait_issued_show(struct device *dev,
-				  struct device_attribute *attr, char *buf)
+static ssize_t nowait_issued_show(struct kobject *kobj,
+				  struct kobj_attribute *attr, char *buf)
 {
 	return sysfs_emit(buf, "%lu\n",
-			  atomic_long_read(&dev_to_loop(dev)->lo_nowait_issued));
+			  atomic_long_read(&kobj_to_loop(kobj)->lo_nowait_issued));
 }
 
-static DEVICE_ATTR_RO(backing_file);
-static DEVICE_ATTR_RO(offset);
-static DEVICE_ATTR_RO(sizelimit);
-static DEVICE_ATTR_RO(autoclear);
-static DEVICE_ATTR_RO(partscan);
-static DEVICE_ATTR_RO(dio);
-static DEVICE_ATTR_RO(autoclear_delete);
-static DEVICE_ATTR_RO(nowait_issued);
+static struct kobj_attribute loop_attr_backing_file = __ATTR_RO(backing_file);
+static struct kobj_attribute loop_attr_offset = __ATTR_RO(offset);
+static struct kobj_attribute loop_attr_sizelimit = __ATTR_RO(sizelimit);
+static struct kobj_attribute loop_attr_autoclear = __ATTR_RO(autoclear);
+static struct kobj_attribute loop_attr_partscan = __ATTR_RO(partscan);
+static struct kobj_attribute loop_attr_dio = __ATTR_RO(dio);
+static struct kobj_attribute loop_attr_autoclear_delete =
+	__ATTR_RO(autoclear_delete);
+static struct kobj_attribute loop_attr_nowait_issued = __ATTR_RO(nowait_issued);
 
+/*
+ * backing_file comes last: if creating a file fails, sysfs removes the
+ * ones made so far, waiting for their running show() calls, while the
+ * attach holds lo_mutex. None of those may be the show that takes it.
+ */
 static struct attribute *loop_attrs[] = {
-	&dev_attr_backing_file.attr,
-	&dev_attr_offset.attr,
-	&dev_attr_sizelimit.attr,
-	&dev_attr_autoclear.attr,
-	&dev_attr_partscan.attr,
-	&dev_attr_dio.attr,
-	&dev_attr_autoclear_delete.attr,
-	&dev_attr_nowait_issued.attr,
+	&loop_attr_offset.attr,
+	&loop_attr_sizelimit.attr,
+	&loop_attr_autoclear.attr,
+	&loop_attr_partscan.attr,
+	&loop_attr_dio.attr,
+	&loop_attr_autoclear_delete.attr,
+	&loop_attr_nowait_issued.attr,
+	&loop_attr_backing_file.attr,
 	NULL,
 };
 
+/* Unnamed: the files go straight into the kobject's directory. */
 static const struct attribute_group loop_attr_group = {
-	.name = "loop",
 	.attrs = loop_attrs,
 };
 
-/* Create the group at attach. Caller holds lo_mutex. May sleep. */
+/*
+ * Create the directory at attach. Caller holds lo_mutex. May sleep. A
+ * failure leaves the device without it, as stock does.
+ */
 void loop_sysfs_init(struct loop_device *lo)
 {
+	struct kobject *dir;
+
 	lockdep_assert_held(&lo->lo_mutex);
-	lo->lo_sysfs_inited = !sysfs_create_group(&disk_to_dev(lo->lo_disk)->kobj,
-						  &loop_attr_group);
+	dir = kobject_create_and_add("loop", &disk_to_dev(lo->lo_disk)->kobj);
+	if (dir && sysfs_create_group(dir, &loop_attr_group)) {
+		kobject_del(dir);
+		kobject_put(dir);
+		dir = NULL;
+	}
+	lo->lo_sysfs_dir = dir;
 }
 
 /*
- * Remove the group at teardown. Caller must not hold lo_mutex: removal
- * waits for running show() calls, which take it. May sleep.
+ * Remove the directory at teardown, before returning: kobject_del()
+ * removes it with its files at once, and waits for running show() calls,
+ * which take lo_mutex, so the caller must not hold it. May sleep.
  */
 void loop_sysfs_exit(struct loop_device *lo)
 {
-	if (lo->lo_sysfs_inited)
-		sysfs_remove_group(&disk_to_dev(lo->lo_disk)->kobj,
-				   &loop_attr_group);
-	lo->lo_sysfs_inited = false;
+	struct kobject *dir = lo->lo_sysfs_dir;
+
+	if (!dir)
+		return;
+	lo->lo_sysfs_dir = NULL;
+	kobject_del(dir);
+	kobject_put(dir);
 }

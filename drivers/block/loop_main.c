@@ -401,6 +401,9 @@ void loop_remove(struct loop_device *lo)
 {
 	int number = lo->lo_number;
 
+	/* Never left by a teardown; it would pin the disk's device for good. */
+	if (WARN_ON_ONCE(lo->lo_sysfs_dir))
+		loop_sysfs_exit(lo);
 	del_gendisk(lo->lo_disk);
 	blk_mq_free_tag_set(&lo->lo_tag_set);
 	mutex_lock(&loop_ctl_mutex);
