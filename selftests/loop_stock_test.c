@@ -637,34 +637,33 @@ out:
  */
 static void say_loop_dir(char *ans, int n)
 {
-	char path[128], list[ANS / 2] = "";
+	char path[128], file[400], list[ANS / 2] = "";
 	struct dirent **ents;
+	size_t len = 0;
 	struct stat st;
 	int i, k;
 
 	snprintf(path, sizeof(path), "/sys/block/loop%d/loop", n);
-	k = scandir(path, &ents, NULL, alphasort);
-	if (k >= 0 && !stat(path, &st))
-		say(ans, "mode=%o uid=%u", st.st_mode & 07777, st.st_uid);
-	if (k < 0) {
+	if (stat(path, &st) || (k = scandir(path, &ents, NULL, alphasort)) < 0) {
 		say(ans, "dir=%s", lt_errname(errno));
 		return;
 	}
+	say(ans, "mode=%o uid=%u", st.st_mode & 07777, st.st_uid);
 	for (i = 0; i < k; i++) {
 		const char *name = ents[i]->d_name;
-		size_t len = strlen(list);
-		char file[400];
 
 		snprintf(file, sizeof(file), "%s/%s", path, name);
-		if (name[0] != '.' && strcmp(name, "autoclear_delete") &&
-		    strcmp(name, "nowait_issued") && !stat(file, &st) &&
-		    snprintf(list + len, sizeof(list) - len, "%s%s:%o",
-			     len ? "," : "", name, st.st_mode & 07777) < 0)
-			list[len] = 0;
-		free(ents[i]);
+		if (name[0] == '.' || !strcmp(name, "autoclear_delete") ||
+		    !strcmp(name, "nowait_issued") || stat(file, &st) ||
+		    len >= sizeof(list))
+			continue;
+		len += snprintf(list + len, sizeof(list) - len, "%s%s:%o",
+				len ? "," : "", name, st.st_mode & 07777);
 	}
-	free(ents);
 	say(ans, "names=%s", list);
+	for (i = 0; i < k; i++)
+		free(ents[i]);
+	free(ents);
 }
 
 /*
